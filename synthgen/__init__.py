@@ -1,0 +1,19 @@
+"""synthgen: Phi-4-style synthetic training data from seeds, a teacher LLM and validators.
+
+Python API: `synthgen.run("workflows/instruction_reversal.yaml", out="out/x")` does what
+`synthgen run` does and returns the run report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+__version__ = "0.1.0"
+
+
+def run(workflow: str | Path, *, address: str | None = None, **overrides: Any):
+    """Run or resume a workflow file; overrides are those of `synthgen run` (out, seeds, teacher_url, model, limit)."""
+    from synthgen.config import load_workflow
+    from synthgen.runtime.runner import run as run_workflow
+
+    return run_workflow(load_workflow(workflow, **overrides), address=address)

@@ -1,0 +1,171 @@
+"""The `synthgen` command. User mistakes print one line and exit 1; an aborted or partial run
+exits 2 with a line saying how to resume; anything else is a bug (exit 3, with traceback)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from synthgen.errors import UserError
+
+EXIT_OK, EXIT_USER, EXIT_PARTIAL, EXIT_INTERNAL = 0, 1, 2, 3
+DEMO_SLICES = {"instruction_reversal": 6, "rewrite_augment": 6, "self_revision": 6}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="synthgen", description="Synthetic training data from seeds and a teacher LLM.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run or resume a workflow (rerun = resume)")
+    run.add_argument("workflow", help="workflow YAML file")
+    run.add_argument("--out", help="output directory (default: the YAML's output.dir, else out/NAME)")
+    run.add_argument("--seeds", help="seed file or folder instead of the YAML's seeds.path")
+    run.add_argument("--teacher-url", help="OpenAI-compatible base URL for every teacher ('embedded' for the local one)")
+    run.add_argument("--model", help="model name for every teacher")
+    run.add_argument("--limit", type=int, help="use at most N seeds")
+    run.add_argument("--address", help="join the Ray cluster at this address instead of starting a local instance")
+
+    check = commands.add_parser("check", help="validate a workflow without running it")
+    check.add_argument("workflow")
+
+    demo = commands.add_parser("demo", help="run the built-in workflows on shipped seeds with the embedded teacher")
+    demo.add_argument("--out", default="out/demo")
+
+    inspect = commands.add_parser("inspect", help="summarize a run's shards (or query them with --sql)")
+    inspect.add_argument("dir")
+    inspect.add_argument("--sql", help="a DuckDB query over the tables data and rejects")
+
+    teacher = commands.add_parser("teacher", help="the embedded teacher")
+    teacher_commands = teacher.add_subparsers(dest="teacher_command", required=True)
+    serve = teacher_commands.add_parser("serve", help="serve the embedded teacher (OpenAI-compatible) until stopped")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--parallel", type=int, default=4, help="requests decoded at once")
+    serve.add_argument("--ready-file", help=argparse.SUPPRESS)
+    return parser
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+    logging.getLogger("synthgen").setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from synthgen.config import load_workflow
+    from synthgen.runtime.runner import run
+
+    workflow = load_workflow(
+        args.workflow, seeds=args.seeds, out=args.out, teacher_url=args.teacher_url, model=args.model, limit=args.limit
+    )
+    report = run(workflow, address=args.address)
+    _print_report(workflow.name, report)
+    return EXIT_OK if report.status == "done" else EXIT_PARTIAL
+
+
+def _print_report(name: str, report) -> None:
+    from synthgen.inspection import format_summary
+
+    print(f"\n== {name}: {report.status} in {report.elapsed_s:.1f}s "
+          f"({report.processed} seeds run now, {report.skipped_committed} already committed)")
+    print(format_summary(report.summary))
+    print(f"shards: {report.out}/data (records), {report.out}/rejects; manifest: {report.out}/manifest.json")
+    if report.message:
+        print(report.message)
+
+
+def _check(args: argparse.Namespace) -> int:
+    from synthgen.config import load_workflow
+
+    workflow = load_workflow(args.workflow)
+    if not Path(workflow.seeds.path).exists():
+        raise UserError(f"{args.workflow}: seed path not found: {workflow.seeds.path}")
+    steps = " -> ".join(step.id for step in workflow.steps)
+    print(f"ok: {workflow.name} (hash {workflow.workflow_hash}); steps {steps}; "
+          f"teachers {', '.join(workflow.teachers)}; seeds {workflow.seeds.path}")
+    return EXIT_OK
+
+
+def workflows_dir() -> Path:
+    for candidate in (Path(__file__).resolve().parent.parent / "workflows", Path.cwd() / "workflows"):
+        if candidate.is_dir():
+            return candidate
+    raise UserError("the built-in workflows/ folder was not found; run from a synthgen checkout")
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from synthgen.config import load_workflow
+    from synthgen.embedded_teacher import EmbeddedTeacher
+    from synthgen.runtime.cluster import ray_session
+    from synthgen.runtime.runner import run
+
+    started = time.monotonic()
+    out = Path(args.out).resolve()
+    status = EXIT_OK
+    rows = []
+    with EmbeddedTeacher(out / "teacher.log") as teacher, ray_session():
+        for name, limit in DEMO_SLICES.items():
+            workflow = load_workflow(
+                workflows_dir() / f"{name}.yaml", out=str(out / name), teacher_url=teacher.url, limit=limit
+            )
+            report = run(workflow)
+            _print_report(name, report)
+            rows.append((name, report))
+            status = max(status, EXIT_OK if report.status == "done" else EXIT_PARTIAL)
+    print(f"\n== demo finished in {time.monotonic() - started:.0f}s")
+    print(f"{'workflow':<22}{'seeds':>6}{'records':>9}{'rejects':>9}{'tokens out':>12}  shards")
+    for name, report in rows:
+        s = report.summary
+        print(f"{name:<22}{s['seeds']:>6}{s['records']:>9}{s['rejects']:>9}{s['tokens_out']:>12}  {report.out}/data")
+    print(f"look inside: synthgen inspect {out / 'instruction_reversal'} --sql \"SELECT * FROM data LIMIT 3\"")
+    return status
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from synthgen.inspection import connect, format_summary, query, summarize
+
+    con = connect(args.dir)
+    print(query(con, args.sql) if args.sql else format_summary(summarize(con)))
+    return EXIT_OK
+
+
+def _teacher(args: argparse.Namespace) -> int:
+    from synthgen.embedded_teacher import serve
+
+    serve(port=args.port, host=args.host, parallel=args.parallel, ready_file=args.ready_file)
+    return EXIT_OK
+
+
+COMMANDS = {"run": _run, "check": _check, "demo": _demo, "inspect": _inspect, "teacher": _teacher}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        return COMMANDS[args.command](args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER
+    except KeyboardInterrupt:
+        print("interrupted; run the same command again to resume.", file=sys.stderr)
+        return EXIT_PARTIAL
+    except Exception:
+        traceback.print_exc()
+        print("internal error: this is a synthgen bug; please report it with the traceback above", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(BrokenPipeError):
+        sys.exit(main())

@@ -1,0 +1,28 @@
+"""Prompt templates: Jinja2 with strict undefined, so a missing field is an error, not ''."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import jinja2
+
+_ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False, autoescape=False)
+
+
+class TemplateError(Exception):
+    pass
+
+
+@lru_cache(maxsize=256)
+def _compiled(source: str) -> jinja2.Template:
+    return _ENV.from_string(source)
+
+
+def render(source: str, context: dict[str, Any]) -> str:
+    try:
+        return _compiled(source).render(context).strip()
+    except jinja2.TemplateError as exc:
+        raise TemplateError(f"{type(exc).__name__}: {exc}") from None
+    except Exception as exc:  # a filter or method call on seed data can raise anything
+        raise TemplateError(f"{type(exc).__name__}: {exc}") from None

@@ -1,0 +1,9 @@
+"""Errors that are the user's to fix: the CLI prints them as one line, never a traceback."""
+
+
+class UserError(Exception):
+    """Bad input (config, paths, unreachable endpoint): exit code 1 with this message."""
+
+
+class RunAborted(Exception):
+    """The run stopped before every seed was settled; what was committed stays resumable."""

@@ -1,0 +1,112 @@
+"""DuckDB over a run's committed shards: the `data` and `rejects` tables, the summary that
+`synthgen inspect` prints and the manifest records."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from synthgen.errors import UserError
+from synthgen.runtime.writer import DATA, REJECT_COLUMNS, REJECTS, record_schema
+
+
+def connect(out: str | Path) -> duckdb.DuckDBPyConnection:
+    out = Path(out)
+    if not out.is_dir():
+        raise UserError(f"run directory not found: {out}")
+    con = duckdb.connect()
+    files = {sub: sorted(str(p) for p in (out / sub).glob("part-*.parquet")) for sub in (DATA, REJECTS)}
+    for table, sub in (("data", DATA), ("rejects", REJECTS)):
+        if files[sub]:
+            listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files[sub])
+            con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet([{listed}], union_by_name=true)")
+    # An empty side takes the other side's columns, so that queries naming workflow fields still bind.
+    if not files[DATA] and files[REJECTS]:
+        con.execute(f"CREATE VIEW data AS SELECT * EXCLUDE ({', '.join(REJECT_COLUMNS)}) FROM rejects WHERE false")
+    elif not files[REJECTS] and files[DATA]:
+        extra = ", ".join(f"NULL::VARCHAR AS {c}" for c in REJECT_COLUMNS)
+        con.execute(f"CREATE VIEW rejects AS SELECT *, {extra} FROM data WHERE false")
+    elif not files[DATA]:
+        for table, is_reject in (("data", False), ("rejects", True)):
+            con.register(table, pa.Table.from_pylist([], schema=record_schema([], rejects=is_reject)))
+    return con
+
+
+def summarize(con: duckdb.DuckDBPyConnection) -> dict:
+    def scalar(sql: str) -> int:
+        return int(con.execute(sql).fetchone()[0] or 0)
+
+    turns = """
+        SELECT unnest(t) FROM (SELECT unnest(turns) AS t FROM data UNION ALL SELECT unnest(turns) AS t FROM rejects)
+    """
+    steps = con.execute(
+        f"""SELECT step, count(*) AS calls, sum(CASE WHEN cache_hit THEN 0 ELSE 1 END) AS requests,
+                   sum(tokens_in) AS tokens_in, sum(tokens_out) AS tokens_out,
+                   round(avg(CASE WHEN cache_hit THEN NULL ELSE latency_s END), 3) AS mean_latency_s
+            FROM ({turns}) GROUP BY step ORDER BY step"""
+    ).fetchall()
+    reasons = con.execute(
+        """SELECT stage, left(reason, 120) AS reason, count(*) AS n FROM rejects
+           GROUP BY ALL ORDER BY n DESC, stage, reason LIMIT 20"""
+    ).fetchall()
+    validators = con.execute(
+        """SELECT v.validator, count(*) AS checked, sum(CASE WHEN v.passed THEN 1 ELSE 0 END) AS passed FROM (
+               SELECT unnest(verdicts) AS v FROM data UNION ALL SELECT unnest(verdicts) AS v FROM rejects
+           ) GROUP BY ALL ORDER BY 1"""
+    ).fetchall()
+    return {
+        "seeds": scalar("SELECT count(DISTINCT seed_id) FROM (SELECT seed_id FROM data UNION ALL SELECT seed_id FROM rejects)"),
+        "records": scalar("SELECT count(*) FROM data"),
+        "rejects": scalar("SELECT count(*) FROM rejects"),
+        "tokens_in": scalar(f"SELECT sum(tokens_in) FROM ({turns})"),
+        "tokens_out": scalar(f"SELECT sum(tokens_out) FROM ({turns})"),
+        "requests": scalar(f"SELECT count(*) FROM ({turns}) WHERE NOT cache_hit"),
+        "cache_hits": scalar(f"SELECT count(*) FROM ({turns}) WHERE cache_hit"),
+        "steps": [
+            dict(zip(("step", "calls", "requests", "tokens_in", "tokens_out", "mean_latency_s"), row)) for row in steps
+        ],
+        "rejects_by_reason": [dict(zip(("stage", "reason", "count"), row)) for row in reasons],
+        "validators": [
+            {"validator": name, "checked": checked, "passed": passed, "pass_rate": round(passed / checked, 4)}
+            for name, checked, passed in validators
+        ],
+    }
+
+
+def format_summary(summary: dict) -> str:
+    seeds = summary["seeds"]
+    lines = [
+        f"seeds settled   {seeds}",
+        f"records         {summary['records']}",
+        f"rejects         {summary['rejects']}",
+        f"teacher         {summary['requests']} requests, {summary['cache_hits']} cache hits, "
+        f"{summary['tokens_in']} tokens in, {summary['tokens_out']} tokens out",
+    ]
+    if summary["steps"]:
+        lines.append("per step        calls  requests  tokens_out  mean latency")
+        for step in summary["steps"]:
+            lines.append(
+                f"  {step['step']:<14}{step['calls']:>5}  {step['requests']:>8}  {step['tokens_out']:>10}  "
+                f"{step['mean_latency_s'] if step['mean_latency_s'] is not None else '-'}"
+            )
+    for validator in summary["validators"]:
+        lines.append(f"validator {validator['validator']}: {validator['passed']}/{validator['checked']} passed")
+    if summary["rejects_by_reason"]:
+        lines.append("rejects by reason")
+        for row in summary["rejects_by_reason"]:
+            lines.append(f"  {row['count']:>5}  [{row['stage']}] {row['reason']}")
+    return "\n".join(lines)
+
+
+def query(con: duckdb.DuckDBPyConnection, sql: str) -> str:
+    try:
+        result = con.execute(sql)
+    except duckdb.Error as exc:
+        raise UserError(f"query failed: {str(exc).splitlines()[0]}") from None
+    if result.description is None:
+        return ""
+    header = [d[0] for d in result.description]
+    rows = result.fetchall()
+    return "\n".join(["\t".join(header)] + ["\t".join("" if v is None else str(v) for v in row) for row in rows])

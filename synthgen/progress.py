@@ -1,0 +1,54 @@
+"""Live progress of a run as log lines (readable in CI logs and pipes, not only on a TTY)."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from synthgen.records import SeedResult
+
+log = logging.getLogger("synthgen")
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+class Progress:
+    def __init__(self, total: int, interval_s: float = 10.0):
+        self.total = total
+        self.interval_s = interval_s
+        self.started = time.monotonic()
+        self._last_log = self.started
+        self.done = self.records = self.rejects = self.unsettled = 0
+        self.requests = self.tokens_out = 0
+
+    def update(self, result: SeedResult) -> None:
+        self.done += 1
+        if not result.settled:
+            self.unsettled += 1
+        self.records += len(result.records)
+        self.rejects += len(result.rejects)
+        for item in (*result.records, *result.rejects):
+            for turn in item.turns:
+                if not turn.cache_hit:
+                    self.requests += 1
+                    self.tokens_out += turn.tokens_out
+
+    def maybe_log(self) -> None:
+        now = time.monotonic()
+        if now - self._last_log >= self.interval_s:
+            self._last_log = now
+            log.info(self.line())
+
+    def line(self) -> str:
+        elapsed = max(time.monotonic() - self.started, 1e-6)
+        percent = 100.0 * self.done / self.total if self.total else 100.0
+        eta = _duration((self.total - self.done) * elapsed / self.done) if self.done else "?"
+        text = (
+            f"{self.done}/{self.total} seeds ({percent:.0f}%) | {self.records} accepted | {self.rejects} rejected"
+            f" | {self.requests / elapsed:.1f} req/s | {self.tokens_out / elapsed:.0f} tok/s"
+            f" | elapsed {_duration(elapsed)} | eta {eta}"
+        )
+        return text + (f" | {self.unsettled} unsettled" if self.unsettled else "")

@@ -1,0 +1,93 @@
+"""The record model: what a seed is, what one teacher call leaves behind, what lands in shards."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+SeedKind = Literal["code", "text", "qa"]
+
+
+def content_hash(*parts: str) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part.encode("utf-8", "surrogatepass"))
+        digest.update(b"\0")
+    return digest.hexdigest()[:20]
+
+
+class Seed(BaseModel):
+    seed_id: str
+    source: str
+    kind: SeedKind
+    text: str
+    meta: dict[str, str] = Field(default_factory=dict)
+
+    @classmethod
+    def create(cls, kind: SeedKind, text: str, source: str, meta: dict[str, str] | None = None) -> Seed:
+        """A seed whose id is the hash of its content, so the same text is the same seed everywhere."""
+        return cls(seed_id=content_hash(kind, text), source=source, kind=kind, text=text, meta=meta or {})
+
+
+class Turn(BaseModel):
+    """Lineage of one teacher call."""
+
+    step: str
+    teacher: str
+    model: str
+    prompt_hash: str
+    tokens_in: int = 0
+    tokens_out: int = 0
+    latency_s: float = 0.0
+    cache_hit: bool = False
+    finish_reason: str = ""
+    retries: int = 0
+
+
+class Verdict(BaseModel):
+    validator: str
+    passed: bool
+    detail: str = ""
+
+
+class ChatMessage(BaseModel):
+    role: str
+    content: str
+
+
+class Record(BaseModel):
+    """One accepted training sample."""
+
+    record_id: str
+    seed_id: str
+    sample_index: int = 0
+    workflow: str
+    workflow_hash: str
+    messages: list[ChatMessage] = Field(default_factory=list)
+    fields: dict[str, str] = Field(default_factory=dict)
+    turns: list[Turn] = Field(default_factory=list)
+    verdicts: list[Verdict] = Field(default_factory=list)
+    teacher_model: str = ""
+    created_at: float = 0.0
+    node: str = ""
+
+
+class Reject(Record):
+    """A sample that did not make it, with the stage that stopped it and why."""
+
+    stage: str
+    reason: str
+    raw: str = ""
+
+
+class SeedResult(BaseModel):
+    """Everything one seed produced. `settled` is False when the seed must be tried again
+    (the teacher was unreachable), so it is never committed and a rerun picks it up."""
+
+    seed_id: str
+    settled: bool = True
+    records: list[Record] = Field(default_factory=list)
+    rejects: list[Reject] = Field(default_factory=list)
+    error: str = ""

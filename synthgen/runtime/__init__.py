@@ -1,0 +1,1 @@
+"""Ray: the stream of seeds, the worker pool, the shard writer. The only layer that imports ray."""

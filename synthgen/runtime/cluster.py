@@ -1,0 +1,51 @@
+"""Joining Ray: a local instance by default (temp dir outside $HOME, no auth token written),
+or an existing cluster by address. The same pipeline code runs on both."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+from collections.abc import Iterator
+
+from synthgen.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None = None) -> Iterator[None]:
+    if address is None:
+        # A local instance listens on loopback only; a token file under $HOME would outlive us.
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+    import ray
+
+    if ray.is_initialized():  # an embedding program (or a test) already owns the connection
+        yield
+        return
+    kwargs: dict = {"include_dashboard": False, "logging_level": logging.WARNING, "log_to_driver": True}
+    if address is None:
+        temp_dir = os.environ.get("RAY_TMPDIR") or os.path.join(tempfile.gettempdir(), "synthgen-ray")
+        kwargs.update(num_cpus=os.cpu_count(), _temp_dir=temp_dir)
+    else:
+        kwargs["address"] = address
+    try:
+        ray.init(**kwargs)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        where = f"the Ray cluster at {address}" if address else "a local Ray instance"
+        raise UserError(f"could not start or join {where}: {str(exc).splitlines()[0]}") from None
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def configure_ray_data() -> None:
+    import ray
+
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    context.print_on_execution_start = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)

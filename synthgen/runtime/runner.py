@@ -1,0 +1,199 @@
+"""The driver of a run: seeds not yet committed stream through Ray Data into the worker pool,
+settled seeds come back and are committed in shards; rerunning the same command resumes."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import platform
+import signal
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+from synthgen.config import EMBEDDED, Workflow
+from synthgen.embedded_teacher import EmbeddedTeacher
+from synthgen.engine.teacher import probe
+from synthgen.errors import UserError
+from synthgen.inspection import connect, summarize
+from synthgen.progress import Progress
+from synthgen.records import SeedResult
+from synthgen.runtime.cluster import configure_ray_data, ray_session
+from synthgen.runtime.worker import WorkflowWorker, seed_rows
+from synthgen.runtime.writer import ShardWriter, commit_markers
+from synthgen.seeds import SeedSet, load_seeds
+
+log = logging.getLogger("synthgen")
+
+MANIFEST = "manifest.json"
+# A worker process that dies mid-batch is restarted by Ray and its batch retried this often;
+# past that the run stops (committed work stays) instead of looping on a seed that kills workers.
+TASK_RETRIES = 3
+
+
+@dataclass
+class RunReport:
+    out: Path
+    status: str  # "done" | "partial"
+    summary: dict
+    processed: int = 0
+    skipped_committed: int = 0
+    unsettled: dict[str, str] = field(default_factory=dict)
+    message: str = ""
+    elapsed_s: float = 0.0
+
+
+def run(workflow: Workflow, *, address: str | None = None, progress_interval_s: float = 10.0) -> RunReport:
+    started = time.monotonic()
+    out = Path(workflow.output.dir or "out")
+    seed_set = load_seeds(workflow.seeds)
+    out.mkdir(parents=True, exist_ok=True)
+    _refuse_other_workflow(out, workflow)
+    writer = ShardWriter(out, workflow.field_names, workflow.output.shard_rows, workflow.workflow_hash)
+    pending = [seed for seed in seed_set.seeds if seed.seed_id not in writer.committed_seeds]
+    skipped = len(seed_set.seeds) - len(pending)
+    if skipped:
+        log.info("resuming: %d of %d seeds already committed in %s", skipped, len(seed_set.seeds), out)
+    report = RunReport(out=out, status="done", summary={}, skipped_committed=skipped)
+    with contextlib.ExitStack() as stack:
+        if pending:
+            workflow = _with_live_teachers(workflow, out, stack)
+            api_keys = {name: key for name, t in workflow.teachers.items() if (key := os.environ.get(t.api_key_env))}
+            for name, teacher in workflow.teachers.items():
+                probe(name, teacher, api_keys.get(name))
+            stack.enter_context(ray_session(address))
+            _stream(workflow, pending, api_keys, writer, out, report, progress_interval_s)
+    report.elapsed_s = time.monotonic() - started
+    report.summary = summarize(connect(out))
+    if report.unsettled and report.status == "done":
+        report.status = "partial"
+        first_error = next(iter(report.unsettled.values()))
+        report.message = f"{len(report.unsettled)} seeds could not reach the teacher ({first_error}); rerun to resume"
+    write_manifest(out, workflow, seed_set, report)
+    return report
+
+
+def _refuse_other_workflow(out: Path, workflow: Workflow) -> None:
+    hashes = {marker.get("workflow_hash") for marker in commit_markers(out)} - {None}
+    if hashes and hashes != {workflow.workflow_hash}:
+        raise UserError(
+            f"{out} holds shards of another version of workflow '{workflow.name}' "
+            f"(hash {', '.join(sorted(hashes))}, now {workflow.workflow_hash}): use another --out, or delete it to start over"
+        )
+
+
+def _with_live_teachers(workflow: Workflow, out: Path, stack: contextlib.ExitStack) -> Workflow:
+    """A copy of the workflow whose `embedded` teachers point at a freshly started local server."""
+    if all(t.base_url != EMBEDDED for t in workflow.teachers.values()):
+        return workflow
+    workflow = workflow.model_copy(deep=True)
+    server = stack.enter_context(EmbeddedTeacher(out / "teacher.log"))
+    for teacher in workflow.teachers.values():
+        if teacher.base_url == EMBEDDED:
+            teacher.base_url = server.url
+    return workflow
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _stream(workflow, pending, api_keys, writer: ShardWriter, out: Path, report: RunReport, interval_s: float) -> None:
+    import ray
+
+    configure_ray_data()
+    batch = workflow.runtime.seeds_per_batch
+    workers = workflow.runtime.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+    workers = min(workers, math.ceil(len(pending) / batch))
+    dataset = ray.data.from_items(seed_rows(pending), override_num_blocks=math.ceil(len(pending) / batch))
+    dataset = dataset.map_batches(
+        WorkflowWorker,
+        fn_constructor_kwargs={"workflow": workflow, "api_keys": api_keys, "cache_dir": str(out / "cache")},
+        batch_size=batch,
+        batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(size=workers),
+        num_cpus=1,
+        max_task_retries=TASK_RETRIES,
+    )
+    progress = Progress(total=len(pending), interval_s=interval_s)
+    log.info("%s: %d seeds to run on %d workers; output %s", workflow.name, len(pending), workers, out)
+    try:
+        with _sigterm_as_interrupt():
+            for block in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
+                for payload in block.column("result").to_pylist():
+                    result = SeedResult.model_validate_json(payload)
+                    progress.update(result)
+                    if result.settled:
+                        writer.add(result)
+                    else:
+                        report.unsettled[result.seed_id] = result.error
+                if writer.should_commit(workflow.output.commit_interval_s):
+                    writer.commit()
+                progress.maybe_log()
+    except KeyboardInterrupt:
+        report.status = "partial"
+        report.message = "interrupted; finished seeds are committed. Run the same command again to resume."
+    except ray.exceptions.RayError as exc:
+        report.status = "partial"
+        report.message = f"the Ray pipeline failed ({str(exc).splitlines()[0][:300]}); committed work is kept, rerun to resume"
+    finally:
+        writer.commit()
+        report.processed = progress.done
+        log.info(progress.line())
+
+
+def _versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for package in ("synthgen", "ray", "openai", "pyarrow", "duckdb", "pydantic"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "unknown"
+    return versions
+
+
+def write_manifest(out: Path, workflow: Workflow, seed_set: SeedSet, report: RunReport) -> None:
+    summary = report.summary
+    markers = commit_markers(out)
+    manifest = {
+        "workflow": workflow.name,
+        "workflow_hash": workflow.workflow_hash,
+        "status": report.status,
+        "config": workflow.model_dump(mode="json"),
+        "versions": _versions(),
+        "seeds": {
+            "input": len(seed_set.seeds),
+            "duplicates_dropped": seed_set.duplicates,
+            "unreadable": len(seed_set.skipped),
+            "settled": summary["seeds"],
+            "pending": len(seed_set.seeds) - summary["seeds"],
+        },
+        "counts": {"records": summary["records"], "rejects": summary["rejects"]},
+        "tokens": {"in": summary["tokens_in"], "out": summary["tokens_out"]},
+        "teacher": {"requests": summary["requests"], "cache_hits": summary["cache_hits"], "steps": summary["steps"]},
+        "validators": summary["validators"],
+        "rejects_by_reason": summary["rejects_by_reason"],
+        "shards": [
+            {k: marker[k] for k in ("part", "records", "rejects", "files", "committed_at")} | {"seeds": len(marker["seed_ids"])}
+            for marker in markers
+        ],
+        "last_run": {
+            "processed": report.processed,
+            "already_committed": report.skipped_committed,
+            "unsettled": len(report.unsettled),
+            "elapsed_s": round(report.elapsed_s, 2),
+            "message": report.message,
+        },
+    }
+    temp = out / f".{MANIFEST}.tmp"
+    temp.write_text(json.dumps(manifest, indent=2, default=str))
+    os.replace(temp, out / MANIFEST)

@@ -1,0 +1,70 @@
+"""The Ray Data actor that runs the workflow engine: one per pool slot, many seeds at once.
+
+Its `__call__` is a coroutine, so Ray Data runs it on the actor's event loop and keeps several
+batches in flight; inside a batch all seeds run concurrently, bounded by each teacher's
+`max_in_flight`. A slow teacher therefore never idles the actor's core."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import traceback
+
+import pyarrow as pa
+
+from synthgen.config import Workflow
+from synthgen.engine.cache import ResponseCache
+from synthgen.engine.teacher import TeacherClient
+from synthgen.engine.workflow import WorkflowRunner
+from synthgen.records import Reject, Seed, SeedResult
+
+log = logging.getLogger(__name__)
+
+SEED_COLUMNS = ["seed_id", "source", "kind", "text", "meta"]
+
+
+def seed_rows(seeds: list[Seed]) -> list[dict]:
+    """Seeds as flat rows for Ray Data (meta as JSON: its keys differ between seeds)."""
+    return [{**seed.model_dump(exclude={"meta"}), "meta": json.dumps(seed.meta)} for seed in seeds]
+
+
+class WorkflowWorker:
+    def __init__(self, workflow: Workflow, api_keys: dict[str, str], cache_dir: str):
+        self.workflow = workflow
+        self.api_keys = api_keys
+        self.cache_dir = cache_dir
+        self._runner: WorkflowRunner | None = None
+
+    def _build_runner(self) -> WorkflowRunner:
+        # Built on first call, inside the actor's event loop, which owns the HTTP connections.
+        import ray
+
+        cache = ResponseCache(self.cache_dir)
+        teachers = {
+            name: TeacherClient(name, config, cache, self.api_keys.get(name))
+            for name, config in self.workflow.teachers.items()
+        }
+        return WorkflowRunner(self.workflow, teachers, node=ray.get_runtime_context().get_node_id())
+
+    async def __call__(self, batch: pa.Table) -> pa.Table:
+        if self._runner is None:
+            self._runner = self._build_runner()
+        seeds = [Seed(**{**row, "meta": json.loads(row["meta"])}) for row in batch.to_pylist()]
+        results = await asyncio.gather(*(self._run_one(seed) for seed in seeds))
+        return pa.table(
+            {
+                "seed_id": [r.seed_id for r in results],
+                "result": [r.model_dump_json() for r in results],
+            }
+        )
+
+    async def _run_one(self, seed: Seed) -> SeedResult:
+        assert self._runner is not None
+        try:
+            return await self._runner.run(seed)
+        except Exception as exc:  # a bug must cost one seed, with its reason, not the run
+            log.error("internal error on seed %s:\n%s", seed.seed_id, traceback.format_exc())
+            base = self._runner.base_fields(seed)
+            reason = f"internal error: {type(exc).__name__}: {exc}"[:500]
+            return SeedResult(seed_id=seed.seed_id, rejects=[Reject(**base, stage="internal", reason=reason)])

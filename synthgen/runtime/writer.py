@@ -1,0 +1,185 @@
+"""Shard writer with exactly-once commits at seed granularity.
+
+A commit writes `data/.part-N.parquet.tmp` and `rejects/.part-N.parquet.tmp`, then the commit
+marker `_commits/part-N.json` (atomic rename: the commit point) listing the seed ids it covers,
+then renames the shards to their final names. Opening a run directory rolls forward every shard
+whose marker exists and deletes every temp file that has none, so a crash at any instant leaves
+each seed either wholly committed or not at all, and the final names only ever hold committed
+rows."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from synthgen.records import Record, Reject, SeedResult
+
+log = logging.getLogger(__name__)
+
+COMMITS = "_commits"
+DATA = "data"
+REJECTS = "rejects"
+REJECT_COLUMNS = ("stage", "reason", "raw")
+
+_TURN = pa.struct(
+    [
+        ("step", pa.string()),
+        ("teacher", pa.string()),
+        ("model", pa.string()),
+        ("prompt_hash", pa.string()),
+        ("tokens_in", pa.int64()),
+        ("tokens_out", pa.int64()),
+        ("latency_s", pa.float64()),
+        ("cache_hit", pa.bool_()),
+        ("finish_reason", pa.string()),
+        ("retries", pa.int32()),
+    ]
+)
+_VERDICT = pa.struct([("validator", pa.string()), ("passed", pa.bool_()), ("detail", pa.string())])
+_MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
+
+
+def record_schema(field_names: list[str], rejects: bool) -> pa.Schema:
+    columns = [
+        ("record_id", pa.string()),
+        ("seed_id", pa.string()),
+        ("sample_index", pa.int32()),
+        ("workflow", pa.string()),
+        ("workflow_hash", pa.string()),
+        ("messages", pa.list_(_MESSAGE)),
+        *[(name, pa.string()) for name in field_names],
+        ("turns", pa.list_(_TURN)),
+        ("verdicts", pa.list_(_VERDICT)),
+        ("teacher_model", pa.string()),
+        ("created_at", pa.timestamp("ms", tz="UTC")),
+        ("node", pa.string()),
+    ]
+    if rejects:
+        columns += [(name, pa.string()) for name in REJECT_COLUMNS]
+    return pa.schema(columns)
+
+
+def _row(item: Record, field_names: list[str]) -> dict:
+    row = item.model_dump(exclude={"fields"})
+    row["created_at"] = int(item.created_at * 1000)
+    for name in field_names:
+        row[name] = item.fields.get(name)
+    return row
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class ShardWriter:
+    def __init__(self, out_dir: str | Path, field_names: list[str], shard_rows: int, workflow_hash: str):
+        self.out = Path(out_dir)
+        self.workflow_hash = workflow_hash
+        self.field_names = field_names
+        self.shard_rows = shard_rows
+        for sub in (COMMITS, DATA, REJECTS):
+            (self.out / sub).mkdir(parents=True, exist_ok=True)
+        self.committed_seeds = recover(self.out)
+        self._next = _next_part_number(self.out)
+        self._records: list[Record] = []
+        self._rejects: list[Reject] = []
+        self._seed_ids: list[str] = []
+        self.last_commit = time.monotonic()
+
+    @property
+    def buffered_seeds(self) -> int:
+        return len(self._seed_ids)
+
+    def add(self, result: SeedResult) -> None:
+        """Buffer a settled seed; all its records and rejects go into the same commit."""
+        if result.seed_id in self.committed_seeds:
+            return  # a retried Ray task may hand back a seed twice: commit it once
+        self.committed_seeds.add(result.seed_id)
+        self._seed_ids.append(result.seed_id)
+        self._records.extend(result.records)
+        self._rejects.extend(result.rejects)
+
+    def should_commit(self, interval_s: float) -> bool:
+        rows = len(self._records) + len(self._rejects)
+        return rows >= self.shard_rows or (rows > 0 and time.monotonic() - self.last_commit >= interval_s)
+
+    def commit(self) -> str | None:
+        if not self._seed_ids:
+            return None
+        part = f"part-{self._next:06d}"
+        self._next += 1
+        files: dict[str, str | None] = {}
+        for sub, items, is_reject in ((DATA, self._records, False), (REJECTS, self._rejects, True)):
+            if not items:
+                files[sub] = None
+                continue
+            schema = record_schema(self.field_names, is_reject)
+            table = pa.Table.from_pylist([_row(item, self.field_names) for item in items], schema=schema)
+            temp = self.out / sub / f".{part}.parquet.tmp"
+            pq.write_table(table, temp, compression="zstd", row_group_size=min(len(items), 4096))
+            _fsync(temp)
+            files[sub] = f"{sub}/{part}.parquet"
+        marker = {
+            "part": part,
+            "workflow_hash": self.workflow_hash,
+            "seed_ids": self._seed_ids,
+            "records": len(self._records),
+            "rejects": len(self._rejects),
+            "files": files,
+            "committed_at": time.time(),
+        }
+        temp_marker = self.out / COMMITS / f".{part}.json.tmp"
+        temp_marker.write_text(json.dumps(marker))
+        _fsync(temp_marker)
+        os.replace(temp_marker, self.out / COMMITS / f"{part}.json")
+        _publish(self.out, marker)
+        _fsync(self.out / COMMITS)
+        log.debug("committed %s: %d seeds, %d records, %d rejects", part, len(self._seed_ids), marker["records"], marker["rejects"])
+        self._records, self._rejects, self._seed_ids = [], [], []
+        self.last_commit = time.monotonic()
+        return part
+
+
+def _publish(out: Path, marker: dict) -> None:
+    for relative in marker["files"].values():
+        if relative is None:
+            continue
+        final = out / relative
+        temp = final.with_name(f".{final.name}.tmp")
+        if temp.exists():
+            os.replace(temp, final)
+
+
+def commit_markers(out: Path) -> list[dict]:
+    markers = []
+    for path in sorted((out / COMMITS).glob("part-*.json")):
+        markers.append(json.loads(path.read_text()))
+    return markers
+
+
+def recover(out: Path) -> set[str]:
+    """Finish interrupted commits, drop uncommitted temp files; return the committed seed ids."""
+    seeds: set[str] = set()
+    for marker in commit_markers(out):
+        _publish(out, marker)
+        seeds.update(marker["seed_ids"])
+    for sub in (DATA, REJECTS, COMMITS):
+        for temp in (out / sub).glob(".*.tmp"):
+            log.info("removing uncommitted %s", temp)
+            temp.unlink()
+    return seeds
+
+
+def _next_part_number(out: Path) -> int:
+    numbers = [int(p.stem.split("-")[1]) for p in (out / COMMITS).glob("part-*.json")]
+    return max(numbers, default=0) + 1

@@ -1,0 +1,207 @@
+"""Seed loading: JSONL, Parquet, folders of Python (one seed per top-level def/class) and of
+Markdown/text (section and paragraph chunks near a target size). Exact duplicates are dropped
+by content hash; unreadable rows are counted and logged, never silently lost."""
+
+from __future__ import annotations
+
+import ast
+import json
+import logging
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from synthgen.config import SeedSource
+from synthgen.errors import UserError
+from synthgen.records import Seed, SeedKind
+
+log = logging.getLogger(__name__)
+
+_TEXT_SUFFIXES = {".md", ".markdown", ".txt", ".rst"}
+_HEADING = re.compile(r"^#{1,6}\s")
+
+
+@dataclass
+class SeedSet:
+    seeds: list[Seed]
+    duplicates: int = 0
+    skipped: list[str] = field(default_factory=list)
+
+
+def load_seeds(source: SeedSource) -> SeedSet:
+    path = Path(source.path)
+    if not path.exists():
+        raise UserError(f"seed path not found: {path}")
+    seen: set[str] = set()
+    result = SeedSet(seeds=[])
+    for seed in _read(path, source, result.skipped):
+        if seed.seed_id in seen:
+            result.duplicates += 1
+            continue
+        seen.add(seed.seed_id)
+        result.seeds.append(seed)
+        if source.limit is not None and len(result.seeds) >= source.limit:
+            break
+    for problem in result.skipped[:5]:
+        log.warning("seed skipped: %s", problem)
+    if len(result.skipped) > 5:
+        log.warning("... and %d more seeds skipped", len(result.skipped) - 5)
+    if not result.seeds:
+        raise UserError(f"no seeds found in {path} (format {source.format}, {len(result.skipped)} unreadable)")
+    return result
+
+
+def _read(path: Path, source: SeedSource, skipped: list[str]) -> Iterator[Seed]:
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        fmt = source.format if source.format != "auto" else _format_of(file)
+        if fmt == "jsonl":
+            yield from _jsonl(file, source, skipped)
+        elif fmt == "parquet":
+            yield from _parquet(file, source, skipped)
+        elif fmt == "python":
+            yield from _python(file, source, skipped)
+        elif fmt == "text":
+            yield from _text(file, source)
+        elif not path.is_dir():
+            raise UserError(f"{file}: unknown seed format; set seeds.format to one of jsonl, parquet, python, text")
+
+
+def _format_of(file: Path) -> str | None:
+    suffix = file.suffix.lower()
+    if suffix in (".jsonl", ".ndjson"):
+        return "jsonl"
+    if suffix == ".parquet":
+        return "parquet"
+    if suffix == ".py":
+        return "python"
+    if suffix in _TEXT_SUFFIXES:
+        return "text"
+    return None
+
+
+def _row_seed(row: dict, source: SeedSource, where: str, skipped: list[str]) -> Seed | None:
+    kind: SeedKind
+    if source.kind == "qa" or (source.kind is None and source.question_field in row and source.answer_field in row):
+        question, answer = row.get(source.question_field), row.get(source.answer_field)
+        if not isinstance(question, str) or not isinstance(answer, str) or not question.strip():
+            skipped.append(f"{where}: needs string fields '{source.question_field}' and '{source.answer_field}'")
+            return None
+        kind, text = "qa", f"Question: {question.strip()}\n\nAnswer: {answer.strip()}"
+        meta = {"question": question.strip(), "answer": answer.strip()}
+    else:
+        text = row.get(source.text_field)
+        if not isinstance(text, str) or len(text.strip()) < source.min_chars:
+            skipped.append(f"{where}: no text in field '{source.text_field}' (or shorter than {source.min_chars} chars)")
+            return None
+        kind, text, meta = source.kind or "text", text.strip(), {}
+    for name in source.meta_fields:
+        if row.get(name) is not None:
+            meta[name] = str(row[name])
+    if source.id_field and row.get(source.id_field) is not None:
+        meta["source_id"] = str(row[source.id_field])
+    return Seed.create(kind, text, where, meta)
+
+
+def _jsonl(file: Path, source: SeedSource, skipped: list[str]) -> Iterator[Seed]:
+    with file.open(encoding="utf-8", errors="replace") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            where = f"{file}:{number}"
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                skipped.append(f"{where}: invalid JSON ({exc.msg})")
+                continue
+            if not isinstance(row, dict):
+                skipped.append(f"{where}: not a JSON object")
+                continue
+            seed = _row_seed(row, source, where, skipped)
+            if seed is not None:
+                yield seed
+
+
+def _parquet(file: Path, source: SeedSource, skipped: list[str]) -> Iterator[Seed]:
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(file)
+    except Exception as exc:  # pyarrow raises several types for a damaged file
+        raise UserError(f"{file}: not a readable Parquet file ({exc})") from None
+    number = 0
+    for batch in parquet.iter_batches(batch_size=4096):
+        for row in batch.to_pylist():
+            number += 1
+            seed = _row_seed(row, source, f"{file}#row{number}", skipped)
+            if seed is not None:
+                yield seed
+
+
+def _python(file: Path, source: SeedSource, skipped: list[str]) -> Iterator[Seed]:
+    text = file.read_text(encoding="utf-8", errors="replace")
+    try:
+        tree = ast.parse(text)
+    except SyntaxError as exc:
+        skipped.append(f"{file}:{exc.lineno}: Python syntax error, file skipped")
+        return
+    lines = text.splitlines()
+    for node in tree.body:
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            continue
+        start = min([node.lineno] + [d.lineno for d in node.decorator_list])
+        code = "\n".join(lines[start - 1 : node.end_lineno]).strip()
+        if len(code) < source.min_chars:
+            continue
+        meta = {"name": node.name, "lines": f"{start}-{node.end_lineno}"}
+        docstring = ast.get_docstring(node)
+        if docstring:
+            meta["docstring"] = docstring
+        yield Seed.create(source.kind or "code", code, f"{file}:{start}", meta)
+
+
+def _text(file: Path, source: SeedSource) -> Iterator[Seed]:
+    text = file.read_text(encoding="utf-8", errors="replace")
+    for start_line, chunk, title in _chunks(text, source.chunk_chars):
+        if len(chunk) >= source.min_chars:
+            meta = {"title": title} if title else {}
+            yield Seed.create(source.kind or "text", chunk, f"{file}:{start_line}", meta)
+
+
+def _chunks(text: str, target: int) -> Iterator[tuple[int, str, str]]:
+    """Sections (split at headings) cut into runs of whole paragraphs of about `target` chars.
+    Each chunk keeps its section heading so it reads on its own."""
+    paragraphs: list[tuple[int, str]] = []
+    current: list[str] = []
+    start = 1
+    for number, line in enumerate(text.splitlines() + [""], 1):
+        if not line.strip() or _HEADING.match(line):
+            if current:
+                paragraphs.append((start, "\n".join(current).strip()))
+                current = []
+            if _HEADING.match(line):
+                paragraphs.append((number, line.strip()))
+            continue
+        if not current:
+            start = number
+        current.append(line)
+    title, body, body_start = "", [], 1
+    for number, paragraph in paragraphs:
+        if _HEADING.match(paragraph):
+            if body:
+                yield body_start, _with_title(title, body), title
+            title, body = paragraph.lstrip("#").strip(), []
+            continue
+        if body and sum(len(p) for p in body) + len(paragraph) > target:
+            yield body_start, _with_title(title, body), title
+            body = []
+        if not body:
+            body_start = number
+        body.append(paragraph)
+    if body:
+        yield body_start, _with_title(title, body), title
+
+
+def _with_title(title: str, body: list[str]) -> str:
+    return "\n\n".join([f"## {title}", *body] if title else body)
