@@ -49,3 +49,5 @@ def configure_ray_data() -> None:
     context.enable_progress_bars = False
     context.print_on_execution_start = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)
+    # We turn the bars off on purpose (our own progress lines replace them); no need to say so.
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)

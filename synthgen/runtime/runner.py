@@ -30,9 +30,6 @@ from synthgen.seeds import SeedSet, load_seeds
 log = logging.getLogger("synthgen")
 
 MANIFEST = "manifest.json"
-# A worker process that dies mid-batch is restarted by Ray and its batch retried this often;
-# past that the run stops (committed work stays) instead of looping on a seed that kills workers.
-TASK_RETRIES = 3
 
 
 @dataclass
@@ -122,7 +119,6 @@ def _stream(workflow, pending, api_keys, writer: ShardWriter, out: Path, report:
         batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=workers),
         num_cpus=1,
-        max_task_retries=TASK_RETRIES,
     )
     progress = Progress(total=len(pending), interval_s=interval_s)
     log.info("%s: %d seeds to run on %d workers; output %s", workflow.name, len(pending), workers, out)

@@ -1,0 +1,198 @@
+"""End to end on real local Ray, the real openai client over HTTP and real Parquet, with the
+scripted teacher as the only stand-in."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+
+import duckdb
+import pytest
+
+from conftest import SHIPPED_CODE_SEEDS, synthgen_cli, workflow_yaml
+
+import synthgen
+from synthgen.config import SeedSource
+from synthgen.scripted_teacher import Fault, Reply
+from synthgen.seeds import load_seeds
+
+
+def _no_code_for_primes(messages):
+    last = messages[-1]["content"]
+    if "CODE" in last and "prime" in last:
+        return Reply("I would rather explain it in words.")
+    if "CODE" in last:
+        return Reply("```python\ndef solution():\n    return 42\n```")
+    return Reply(f"Write a function. Context: {last[:300]}")
+
+
+def _settled(out):
+    con = duckdb.connect()
+    ids = [row[0] for row in con.execute(
+        f"SELECT seed_id FROM read_parquet('{out}/data/*.parquet') UNION ALL "
+        f"SELECT seed_id FROM read_parquet('{out}/rejects/*.parquet') WHERE seed_id NOT IN "
+        f"(SELECT seed_id FROM read_parquet('{out}/data/*.parquet'))"
+    ).fetchall()]
+    return ids
+
+
+def test_every_shipped_seed_ends_in_data_or_rejects(ray_local, teacher, tmp_path):
+    teacher.responder = _no_code_for_primes
+    path = workflow_yaml(tmp_path / "wf.yaml", seeds=SHIPPED_CODE_SEEDS, url=teacher.url)
+    report = synthgen.run(path, out=str(tmp_path / "out"))
+    seeds = {s.seed_id for s in load_seeds(SeedSource(path=str(SHIPPED_CODE_SEEDS))).seeds}
+
+    assert report.status == "done"
+    settled = _settled(tmp_path / "out")
+    assert sorted(settled) == sorted(seeds), "each seed exactly once"
+    con = duckdb.connect()
+    rejects = con.execute(f"SELECT stage, reason, raw FROM read_parquet('{tmp_path}/out/rejects/*.parquet')").fetchall()
+    assert rejects and all(r[0] == "solution" and "no fenced code block" in r[1] for r in rejects)
+    assert all(r[2] == "I would rather explain it in words." for r in rejects), "the raw answer is kept"
+    record = con.execute(
+        f"SELECT messages, solution, turns, workflow_hash FROM read_parquet('{tmp_path}/out/data/*.parquet') LIMIT 1"
+    ).fetchone()
+    messages, solution, turns, workflow_hash = record
+    assert [m["role"] for m in messages] == ["user", "assistant"]
+    assert solution == "def solution():\n    return 42" == messages[1]["content"]
+    assert [t["step"] for t in turns] == ["instruction", "solution"]
+    assert all(t["tokens_out"] > 0 and not t["cache_hit"] for t in turns)
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["seeds"]["settled"] == len(seeds) and manifest["seeds"]["pending"] == 0
+    assert manifest["counts"]["records"] + manifest["counts"]["rejects"] == len(seeds)
+    assert manifest["workflow_hash"] == workflow_hash
+    assert manifest["teacher"]["requests"] == teacher.total_requests
+    assert sum(s["seeds"] for s in manifest["shards"]) == len(seeds)
+
+
+def test_rerun_of_a_finished_run_sends_nothing(ray_local, teacher, tmp_path):
+    path = workflow_yaml(tmp_path / "wf.yaml", seeds=SHIPPED_CODE_SEEDS, url=teacher.url)
+    synthgen.run(path, out=str(tmp_path / "out"), limit=10)
+    sent = teacher.total_requests
+    assert sent == 20
+    report = synthgen.run(path, out=str(tmp_path / "out"), limit=10)
+    assert teacher.total_requests == sent and report.processed == 0 and report.skipped_committed == 10
+
+
+def test_lost_shards_are_rebuilt_from_the_response_cache(ray_local, teacher, tmp_path):
+    path = workflow_yaml(tmp_path / "wf.yaml", seeds=SHIPPED_CODE_SEEDS, url=teacher.url)
+    out = tmp_path / "out"
+    synthgen.run(path, out=str(out), limit=6)
+    sent = teacher.total_requests
+    for sub in ("data", "rejects", "_commits"):
+        shutil.rmtree(out / sub)
+    report = synthgen.run(path, out=str(out), limit=6)
+    assert teacher.total_requests == sent, "every answer came from OUT/cache"
+    assert report.processed == 6 and report.summary["records"] == 6 and report.summary["cache_hits"] == 12
+
+
+def test_seed_level_failures_become_rejects_with_reasons(ray_local, teacher, tmp_path):
+    seeds = tmp_path / "seeds.jsonl"
+    rows = [
+        {"text": "def ok():\n    '''fine'''\n    return 1  # an ordinary seed", "tag": "x"},
+        {"text": "def refused():\n    '''the teacher answers 400 for this one'''\n    return 2"},
+        {"text": "def truncated():\n    '''the answer is cut at max_tokens'''\n    return 3"},
+    ]
+    seeds.write_text("\n".join(json.dumps(r) for r in rows))
+    teacher.faults.append(Fault(kind="status", status=400, match="refused", times=None))
+
+    def responder(messages):
+        last = messages[-1]["content"]
+        if "truncated" in last:
+            return Reply("```python\ndef trunc", finish_reason="length")
+        return _no_code_for_primes(messages)
+
+    teacher.responder = responder
+    path = workflow_yaml(tmp_path / "wf.yaml", seeds=seeds, url=teacher.url)
+    # A template that fails on seeds without the 'tag' meta field: StrictUndefined, caught per seed.
+    text = path.read_text().replace('"CODE for: {{ instruction }}"', '"CODE for: {{ instruction }} {{ seed.meta.tag.upper() }}"')
+    path.write_text(text)
+    report = synthgen.run(path, out=str(tmp_path / "out"))
+    assert report.status == "done"
+    con = duckdb.connect()
+    rejects = dict(con.execute(
+        f"SELECT stage || ':' || seed_id, reason FROM read_parquet('{tmp_path}/out/rejects/*.parquet')"
+    ).fetchall())
+    reasons = sorted(rejects.values())
+    assert len(reasons) == 3
+    assert reasons[0] == "answer truncated (finish_reason=length); raise max_tokens"
+    assert reasons[1].startswith("teacher refused: HTTP 400")
+    # 'tag' is not among seeds.meta_fields, so the template fails for the ordinary seed too.
+    assert reasons[2].startswith("template: UndefinedError") and "'tag'" in reasons[2]
+    assert report.summary["records"] == 0 and report.summary["seeds"] == 3
+
+
+def test_unreachable_teacher_leaves_seeds_unsettled_and_a_rerun_finishes(ray_local, teacher, tmp_path):
+    path = workflow_yaml(tmp_path / "wf.yaml", seeds=SHIPPED_CODE_SEEDS, url=teacher.url, max_retries=0)
+    teacher.faults.append(Fault(kind="status", status=503, match="def binary_search", times=None))
+    out = tmp_path / "out"
+    report = synthgen.run(path, out=str(out), limit=12)
+    assert report.status == "partial" and len(report.unsettled) == 1
+    assert "rerun to resume" in report.message and "503" in report.message
+    assert report.summary["seeds"] == 11
+    teacher.faults.clear()
+    report = synthgen.run(path, out=str(out), limit=12)
+    assert report.status == "done" and report.processed == 1 and report.summary["seeds"] == 12
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _one_line_error(result) -> str:
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.strip().splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def test_cli_unreachable_teacher_names_url_and_what_was_tried(tmp_path):
+    url = f"http://127.0.0.1:{_free_port()}/v1"
+    path = workflow_yaml(tmp_path / "wf.yaml", seeds=SHIPPED_CODE_SEEDS, url=url)
+    line = _one_line_error(synthgen_cli("run", str(path), "--out", str(tmp_path / "out")))
+    assert f"unreachable at {url}" in line and f"tried GET {url}/models" in line
+
+
+def test_cli_missing_and_empty_seeds(tmp_path, teacher):
+    path = workflow_yaml(tmp_path / "wf.yaml", seeds=tmp_path / "absent.jsonl", url=teacher.url)
+    line = _one_line_error(synthgen_cli("run", str(path)))
+    assert f"seed path not found: {tmp_path / 'absent.jsonl'}" in line
+    (tmp_path / "empty.jsonl").write_text("\n")
+    line = _one_line_error(synthgen_cli("run", str(path), "--seeds", str(tmp_path / "empty.jsonl")))
+    assert "no seeds found in" in line
+
+
+def test_cli_unknown_key_in_run(tmp_path, teacher):
+    path = workflow_yaml(tmp_path / "wf.yaml", seeds=SHIPPED_CODE_SEEDS, url=teacher.url)
+    path.write_text(path.read_text().replace("parse: code_block", "parse: code_block\n    n_samples: 3"))
+    line = _one_line_error(synthgen_cli("run", str(path)))
+    assert f"{path}:10: unknown key 'n_samples' in steps[1]; valid keys: id, prompt" in line
+
+
+def test_cli_run_then_inspect(tmp_path, teacher):
+    path = workflow_yaml(tmp_path / "wf.yaml", seeds=SHIPPED_CODE_SEEDS, url=teacher.url)
+    out = tmp_path / "out"
+    result = synthgen_cli("run", str(path), "--out", str(out), "--limit", "5")
+    assert result.returncode == 0, result.stderr
+    assert "records         5" in result.stdout and "5/5 seeds (100%)" in result.stderr
+    summary = synthgen_cli("inspect", str(out))
+    assert summary.returncode == 0 and "seeds settled   5" in summary.stdout
+    query = synthgen_cli("inspect", str(out), "--sql", "SELECT count(*) AS n FROM data WHERE solution LIKE '%42%'")
+    assert query.stdout.split() == ["n", "5"]
+    bad = synthgen_cli("inspect", str(out), "--sql", "SELECT nope FROM data")
+    assert bad.returncode == 1 and bad.stderr.startswith("error: query failed")
+
+
+@pytest.mark.parametrize("changed", ["prompt"])
+def test_resume_refuses_a_changed_workflow(ray_local, teacher, tmp_path, changed):
+    path = workflow_yaml(tmp_path / "wf.yaml", seeds=SHIPPED_CODE_SEEDS, url=teacher.url)
+    synthgen.run(path, out=str(tmp_path / "out"), limit=2)
+    path.write_text(path.read_text().replace("Describe the task", "Describe precisely the task"))
+    from synthgen.errors import UserError
+
+    with pytest.raises(UserError, match="another version of workflow 'test_reversal'"):
+        synthgen.run(path, out=str(tmp_path / "out"), limit=2)

@@ -1,0 +1,81 @@
+"""The commit protocol: a crash at any point leaves each seed fully committed or not at all."""
+
+from __future__ import annotations
+
+import os
+
+import pyarrow.parquet as pq
+
+from synthgen.records import Record, Reject, SeedResult, Turn
+from synthgen.runtime.writer import ShardWriter, commit_markers, recover
+
+
+def _result(seed_id: str, accepted: int = 1, rejected: int = 0) -> SeedResult:
+    base = {"seed_id": seed_id, "workflow": "w", "workflow_hash": "h", "fields": {"answer": f"a-{seed_id}"},
+            "turns": [Turn(step="answer", teacher="default", model="m", prompt_hash="p", tokens_out=3)]}
+    return SeedResult(
+        seed_id=seed_id,
+        records=[Record(record_id=f"{seed_id}-{i}", sample_index=i, **base) for i in range(accepted)],
+        rejects=[Reject(record_id=f"{seed_id}-r{i}", stage="answer", reason="bad", **base) for i in range(rejected)],
+    )
+
+
+def test_commit_writes_records_rejects_and_marker(tmp_path):
+    writer = ShardWriter(tmp_path, ["answer"], shard_rows=100, workflow_hash="h")
+    writer.add(_result("s1", accepted=2))
+    writer.add(_result("s2", accepted=0, rejected=1))
+    writer.add(_result("s1"))  # a retried task may deliver a seed twice
+    assert writer.commit() == "part-000001"
+    data = pq.read_table(tmp_path / "data" / "part-000001.parquet")
+    rejects = pq.read_table(tmp_path / "rejects" / "part-000001.parquet")
+    assert data.column("record_id").to_pylist() == ["s1-0", "s1-1"]
+    assert data.column("answer").to_pylist() == ["a-s1", "a-s1"]
+    assert rejects.column("reason").to_pylist() == ["bad"]
+    assert commit_markers(tmp_path)[0]["seed_ids"] == ["s1", "s2"]
+    assert writer.commit() is None
+
+
+def test_reopen_skips_committed_and_numbers_on(tmp_path):
+    writer = ShardWriter(tmp_path, ["answer"], shard_rows=100, workflow_hash="h")
+    writer.add(_result("s1"))
+    writer.commit()
+    again = ShardWriter(tmp_path, ["answer"], shard_rows=100, workflow_hash="h")
+    assert again.committed_seeds == {"s1"}
+    again.add(_result("s2"))
+    assert again.commit() == "part-000002"
+
+
+def test_crash_before_marker_rolls_back(tmp_path):
+    writer = ShardWriter(tmp_path, ["answer"], shard_rows=100, workflow_hash="h")
+    writer.add(_result("s1"))
+    writer.commit()
+    # A crash after the shard was written but before its marker: only temp files remain.
+    (tmp_path / "data" / ".part-000002.parquet.tmp").write_bytes(b"partial")
+    (tmp_path / "_commits" / ".part-000002.json.tmp").write_text("{")
+    assert recover(tmp_path) == {"s1"}
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_crash_after_marker_rolls_forward(tmp_path):
+    writer = ShardWriter(tmp_path, ["answer"], shard_rows=100, workflow_hash="h")
+    writer.add(_result("s1", rejected=1))
+    writer.commit()
+    # Simulate a crash between the marker and the renames: move the shards back to temp names.
+    for sub in ("data", "rejects"):
+        final = tmp_path / sub / "part-000001.parquet"
+        os.replace(final, final.with_name(".part-000001.parquet.tmp"))
+    assert recover(tmp_path) == {"s1"}
+    assert (tmp_path / "data" / "part-000001.parquet").exists()
+    assert (tmp_path / "rejects" / "part-000001.parquet").exists()
+
+
+def test_should_commit_by_rows_and_by_time(tmp_path):
+    writer = ShardWriter(tmp_path, ["answer"], shard_rows=3, workflow_hash="h")
+    writer.add(_result("s1", accepted=2))
+    assert not writer.should_commit(interval_s=3600)
+    writer.add(_result("s2"))
+    assert writer.should_commit(interval_s=3600)
+    writer.commit()
+    writer.add(_result("s3"))
+    writer.last_commit -= 10
+    assert writer.should_commit(interval_s=5)
