@@ -116,9 +116,22 @@ class ScriptedTeacher:
                     self._send(404, {"error": {"message": "not found"}})
 
             def do_POST(self) -> None:
+                try:
+                    self._chat()
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client went away (a killed run): nothing to answer
+
+            def _chat(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
-                body = json.loads(self.rfile.read(length) or b"{}")
-                messages = body.get("messages", [])
+                try:
+                    body = json.loads(self.rfile.read(length))
+                except ValueError:
+                    self._send(400, {"error": {"message": "body is not JSON"}})
+                    return
+                messages = body.get("messages") if isinstance(body, dict) else None
+                if not messages:
+                    self._send(400, {"error": {"message": "no messages"}})
+                    return
                 prompt = "\n".join(str(m.get("content", "")) for m in messages)
                 with teacher._lock:
                     teacher.requests[prompt] += 1

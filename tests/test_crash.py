@@ -1,0 +1,123 @@
+"""Nothing is lost, nothing is duplicated: kill -9 of the driver or of a worker, and Ctrl-C,
+at some moment of a real run in a subprocess; then the same command resumes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, SHIPPED_CODE_SEEDS, workflow_yaml
+
+from synthgen.config import SeedSource
+from synthgen.inspection import connect
+from synthgen.runtime.writer import commit_markers
+from synthgen.scripted_teacher import ScriptedTeacher
+from synthgen.seeds import load_seeds
+
+SEEDS = load_seeds(SeedSource(path=str(SHIPPED_CODE_SEEDS))).seeds
+
+
+@pytest.fixture
+def slow_teacher():
+    with ScriptedTeacher(latency_s=0.15) as server:
+        yield server
+
+
+def _start(workflow: Path, out: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "synthgen", "run", str(workflow), "--out", str(out)],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+
+
+def _wait_for_commits(out: Path, count: int, process: subprocess.Popen, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while len(list((out / "_commits").glob("part-*.json"))) < count:
+        assert process.poll() is None, f"run ended before {count} commits: {process.stderr.read()}"
+        assert time.monotonic() < deadline, "no commits in time"
+        time.sleep(0.05)
+
+
+def _cleanup_session(process: subprocess.Popen) -> None:
+    """Ray helpers of a killed driver outlive it; end them so later tests start clean."""
+    subprocess.run(["pkill", "-9", "-s", str(process.pid)], check=False)
+
+
+def _assert_exactly_once(out: Path) -> None:
+    rows = connect(out).execute("SELECT seed_id FROM data UNION ALL SELECT seed_id FROM rejects").fetchall()
+    ids = [r[0] for r in rows]
+    assert len(ids) == len(set(ids)), "a seed was written twice"
+    assert set(ids) == {s.seed_id for s in SEEDS}, "a seed was lost"
+    marker_ids = [i for m in commit_markers(out) for i in m["seed_ids"]]
+    assert sorted(marker_ids) == sorted(ids)
+    assert not list(out.rglob("*.tmp"))
+
+
+def test_sigkill_of_the_driver_then_resume(slow_teacher, tmp_path):
+    workflow = workflow_yaml(tmp_path / "wf.yaml", seeds=SHIPPED_CODE_SEEDS, url=slow_teacher.url, shard_rows=2)
+    out = tmp_path / "out"
+    first = _start(workflow, out)
+    try:
+        _wait_for_commits(out, 3, first)
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=30)
+    finally:
+        _cleanup_session(first)
+    committed = {i for m in commit_markers(out) for i in m["seed_ids"]}
+    assert 0 < len(committed) < len(SEEDS)
+    slow_teacher.requests.clear()
+
+    second = _start(workflow, out)
+    stdout, stderr = second.communicate(timeout=300)
+    assert second.returncode == 0, stderr
+    assert f"resuming: {len(committed)} of {len(SEEDS)} seeds already committed" in stderr
+    _assert_exactly_once(out)
+    for seed in SEEDS:
+        if seed.seed_id in committed:
+            assert slow_teacher.requests_containing(seed.text[:120]) == 0, "a committed seed was paid for again"
+    assert slow_teacher.total_requests <= 2 * (len(SEEDS) - len(committed))
+
+
+def test_sigkill_of_a_worker_mid_run_loses_nothing(slow_teacher, tmp_path):
+    workflow = workflow_yaml(tmp_path / "wf.yaml", seeds=SHIPPED_CODE_SEEDS, url=slow_teacher.url, shard_rows=2)
+    out = tmp_path / "out"
+    run = _start(workflow, out)
+    try:
+        _wait_for_commits(out, 2, run)
+        workers = subprocess.run(["pgrep", "-s", str(run.pid), "-f", "ray::MapWorker"], capture_output=True, text=True)
+        pids = [int(p) for p in workers.stdout.split()]
+        assert pids, "no worker actor found"
+        os.kill(pids[0], signal.SIGKILL)
+        stdout, stderr = run.communicate(timeout=300)
+    finally:
+        _cleanup_session(run)
+    assert run.returncode == 0, stderr
+    _assert_exactly_once(out)
+
+
+def test_ctrl_c_commits_what_is_finished_and_says_how_to_resume(slow_teacher, tmp_path):
+    workflow = workflow_yaml(tmp_path / "wf.yaml", seeds=SHIPPED_CODE_SEEDS, url=slow_teacher.url, shard_rows=2)
+    out = tmp_path / "out"
+    run = _start(workflow, out)
+    try:
+        _wait_for_commits(out, 2, run)
+        run.send_signal(signal.SIGINT)
+        stdout, stderr = run.communicate(timeout=120)
+    finally:
+        _cleanup_session(run)
+    assert run.returncode == 2, stderr
+    assert "Traceback" not in stderr
+    assert "Run the same command again to resume" in stdout + stderr
+    settled = {i for m in commit_markers(out) for i in m["seed_ids"]}
+    assert 0 < len(settled) < len(SEEDS)
+
+    again = _start(workflow, out)
+    _, stderr = again.communicate(timeout=300)
+    assert again.returncode == 0, stderr
+    _assert_exactly_once(out)
