@@ -21,6 +21,7 @@ class Progress:
         self.interval_s = interval_s
         self.started = time.monotonic()
         self._last_log = self.started
+        self._logged_done = -1
         self.done = self.records = self.rejects = self.unsettled = 0
         self.requests = self.tokens_out = 0
 
@@ -37,9 +38,14 @@ class Progress:
                     self.tokens_out += turn.tokens_out
 
     def maybe_log(self) -> None:
-        now = time.monotonic()
-        if now - self._last_log >= self.interval_s:
-            self._last_log = now
+        if time.monotonic() - self._last_log >= self.interval_s:
+            self.log()
+
+    def log(self) -> None:
+        """Log the current line, unless nothing moved since the last one."""
+        if self.done != self._logged_done or self.done == 0:
+            self._last_log = time.monotonic()
+            self._logged_done = self.done
             log.info(self.line())
 
     def line(self) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 import tempfile
 from collections.abc import Iterator
 
@@ -30,6 +31,7 @@ def ray_session(address: str | None = None) -> Iterator[None]:
         temp_dir = os.environ.get("RAY_TMPDIR") or os.path.join(tempfile.gettempdir(), "synthgen-ray")
         kwargs.update(num_cpus=os.cpu_count(), _temp_dir=temp_dir)
     else:
+        _check_reachable(address)
         kwargs["address"] = address
     try:
         ray.init(**kwargs)
@@ -40,6 +42,20 @@ def ray_session(address: str | None = None) -> Iterator[None]:
         yield
     finally:
         ray.shutdown()
+
+
+def _check_reachable(address: str) -> None:
+    """Ray waits minutes for a GCS that is not there; a TCP probe answers in a moment."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return  # 'auto' and other forms Ray resolves itself
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as exc:
+        raise UserError(
+            f"could not start or join the Ray cluster at {address}: tried a TCP connection to {host}:{port}: "
+            f"{exc.strerror or exc}"
+        ) from None
 
 
 def configure_ray_data() -> None:

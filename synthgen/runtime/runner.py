@@ -111,13 +111,18 @@ def _stream(workflow, pending, api_keys, writer: ShardWriter, out: Path, report:
     batch = workflow.runtime.seeds_per_batch
     workers = workflow.runtime.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
     workers = min(workers, math.ceil(len(pending) / batch))
+    # Each block is one batch; an actor runs this many at once on its event loop so that the
+    # teachers' max_in_flight can be filled (a seed makes its requests one step after another).
+    calls = max(1, math.ceil(max(t.max_in_flight for t in workflow.teachers.values()) / batch))
     dataset = ray.data.from_items(seed_rows(pending), override_num_blocks=math.ceil(len(pending) / batch))
     dataset = dataset.map_batches(
         WorkflowWorker,
         fn_constructor_kwargs={"workflow": workflow, "api_keys": api_keys, "cache_dir": str(out / "cache")},
         batch_size=batch,
         batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(size=workers),
+        compute=ray.data.ActorPoolStrategy(
+            size=workers, max_concurrent_calls_per_actor=calls, max_tasks_in_flight_per_actor=calls
+        ),
         num_cpus=1,
     )
     progress = Progress(total=len(pending), interval_s=interval_s)
@@ -144,7 +149,7 @@ def _stream(workflow, pending, api_keys, writer: ShardWriter, out: Path, report:
     finally:
         writer.commit()
         report.processed = progress.done
-        log.info(progress.line())
+        progress.log()
 
 
 def _versions() -> dict[str, str]:

@@ -1,0 +1,73 @@
+"""The same command on a two-node Ray cluster (both nodes on loopback): work runs on both."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+from conftest import REPO, SHIPPED_CODE_SEEDS, synthgen_cli, workflow_yaml
+
+from synthgen.inspection import connect
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def two_node_cluster():
+    port = _free_port()
+    # Ray's unix sockets live under the temp dir and their paths must stay under 108 bytes.
+    temp_dir = tempfile.mkdtemp(prefix="sg-", dir="/tmp")
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    common = ["--num-cpus=1", "--node-ip-address=127.0.0.1", "--disable-usage-stats"]
+    ray_cli = [sys.executable, "-m", "ray.scripts.scripts"]
+    # Each `ray start` in its own session, so that the fixture can end exactly its own daemons
+    # (`ray stop` would also stop the test session's local Ray).
+    starters = []
+    head = [*ray_cli, "start", "--head", f"--port={port}", "--include-dashboard=false",
+            f"--temp-dir={temp_dir}", *common]
+    worker = [*ray_cli, "start", f"--address=127.0.0.1:{port}", *common]
+    try:
+        for command in (head, worker):
+            starter = subprocess.Popen(command, env=env, start_new_session=True,
+                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            output, _ = starter.communicate(timeout=120)
+            starters.append(starter)
+            assert starter.returncode == 0, output
+        yield f"127.0.0.1:{port}"
+    finally:
+        for starter in starters:
+            subprocess.run(["pkill", "-9", "-s", str(starter.pid)], check=False)
+        time.sleep(0.5)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def test_run_with_address_uses_both_nodes(two_node_cluster, teacher, tmp_path):
+    teacher.latency_s = 0.05
+    workflow = workflow_yaml(tmp_path / "wf.yaml", seeds=SHIPPED_CODE_SEEDS, url=teacher.url)
+    out = tmp_path / "out"
+    result = synthgen_cli("run", str(workflow), "--out", str(out), "--address", two_node_cluster,
+                          env={"RAY_AUTH_MODE": "disabled"})
+    assert result.returncode == 0, result.stderr
+    nodes = connect(out).execute("SELECT node, count(*) FROM data GROUP BY node").fetchall()
+    assert len(nodes) == 2, f"work ran on {nodes}"
+    assert sum(count for _, count in nodes) == 65
+
+
+def test_unreachable_cluster_address_is_a_clear_error(teacher, tmp_path):
+    workflow = workflow_yaml(tmp_path / "wf.yaml", seeds=SHIPPED_CODE_SEEDS, url=teacher.url)
+    result = synthgen_cli("run", str(workflow), "--out", str(tmp_path / "out"), "--address", f"127.0.0.1:{_free_port()}",
+                          timeout=180)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "could not start or join the Ray cluster at 127.0.0.1:" in result.stderr

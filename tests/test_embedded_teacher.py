@@ -1,0 +1,28 @@
+"""The real embedded teacher (SmolLM2-135M on llama.cpp): the demo's path, structure only."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import REPO, synthgen_cli
+
+from synthgen.inspection import connect
+
+
+def test_instruction_reversal_against_the_embedded_teacher(tmp_path):
+    out = tmp_path / "out"
+    result = synthgen_cli("run", str(REPO / "workflows" / "instruction_reversal.yaml"), "--out", str(out),
+                          "--limit", "3", "--teacher-url", "embedded")
+    assert result.returncode == 0, result.stderr
+    con = connect(out)
+    settled = con.execute("SELECT seed_id FROM data UNION ALL SELECT seed_id FROM rejects").fetchall()
+    assert len(settled) == 3 and len({s[0] for s in settled}) == 3
+    turns = con.execute("SELECT t.model, t.tokens_out, t.cache_hit FROM (SELECT unnest(turns) AS t FROM data "
+                        "UNION ALL SELECT unnest(turns) AS t FROM rejects)").fetchall()
+    assert turns and all(tokens > 0 and not hit and model.endswith(".gguf") for model, tokens, hit in turns)
+    for messages, instruction, solution in con.execute("SELECT messages, instruction, solution FROM data").fetchall():
+        assert [m["role"] for m in messages] == ["user", "assistant"]
+        assert instruction and solution and messages[0]["content"] == instruction
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["seeds"]["settled"] == 3
+    assert (out / "teacher.log").stat().st_size > 0, "the server's native log goes to a file, not the console"
