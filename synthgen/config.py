@@ -91,6 +91,7 @@ class GenerateStep(Strict):
     teacher: str = "default"
     temperature: float | None = Field(None, ge=0, le=2)
     max_tokens: int | None = Field(None, ge=1)
+    stop: list[str] | None = Field(None, max_length=4, description="stop sequences, e.g. ['\\n\\n'] for one paragraph")
 
     @field_validator("id")
     @classmethod

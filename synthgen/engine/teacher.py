@@ -64,6 +64,7 @@ class TeacherClient:
         *,
         temperature: float | None = None,
         max_tokens: int | None = None,
+        stop: list[str] | None = None,
         sample_index: int = 0,
     ) -> Completion:
         body: dict = {
@@ -74,6 +75,8 @@ class TeacherClient:
         }
         if self.config.top_p is not None:
             body["top_p"] = self.config.top_p
+        if stop:
+            body["stop"] = stop
         if self.config.seed is not None:
             body["seed"] = self.config.seed + sample_index
         key = request_key({**body, "sample_index": sample_index})

@@ -83,7 +83,9 @@ class WorkflowRunner:
         state.conversation.append({"role": "user", "content": prompt})
         teacher = self.teachers[step.teacher]
         try:
-            completion = await teacher.chat(state.conversation, temperature=step.temperature, max_tokens=step.max_tokens)
+            completion = await teacher.chat(
+                state.conversation, temperature=step.temperature, max_tokens=step.max_tokens, stop=step.stop
+            )
         except TeacherRefused as exc:
             raise StepFailed(step.id, f"teacher refused: {exc}") from None
         state.turns.append(
