@@ -59,65 +59,67 @@ def _assert_exactly_once(out: Path) -> None:
     assert not list(out.rglob("*.tmp"))
 
 
+def _interrupt(workflow: Path, out: Path, after_commits: int, strike) -> subprocess.CompletedProcess:
+    """Start a run, `strike(process)` once it has committed `after_commits` shards, let it end."""
+    process = _start(workflow, out)
+    try:
+        _wait_for_commits(out, after_commits, process)
+        strike(process)
+        stdout, stderr = process.communicate(timeout=300)
+    finally:
+        _cleanup_session(process)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def _resume(workflow: Path, out: Path) -> str:
+    process = _start(workflow, out)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0, stderr
+    _assert_exactly_once(out)
+    return stderr
+
+
+def _committed(out: Path) -> set[str]:
+    return {i for m in commit_markers(out) for i in m["seed_ids"]}
+
+
 def test_sigkill_of_the_driver_then_resume(slow_teacher, tmp_path):
     workflow = workflow_yaml(tmp_path / "wf.yaml", seeds=SHIPPED_CODE_SEEDS, url=slow_teacher.url, shard_rows=2)
     out = tmp_path / "out"
-    first = _start(workflow, out)
-    try:
-        _wait_for_commits(out, 3, first)
-        first.send_signal(signal.SIGKILL)
-        first.wait(timeout=30)
-    finally:
-        _cleanup_session(first)
-    committed = {i for m in commit_markers(out) for i in m["seed_ids"]}
+    _interrupt(workflow, out, 3, lambda process: process.send_signal(signal.SIGKILL))
+    committed = _committed(out)
     assert 0 < len(committed) < len(SEEDS)
     slow_teacher.requests.clear()
 
-    second = _start(workflow, out)
-    stdout, stderr = second.communicate(timeout=300)
-    assert second.returncode == 0, stderr
+    stderr = _resume(workflow, out)
     assert f"resuming: {len(committed)} of {len(SEEDS)} seeds already committed" in stderr
-    _assert_exactly_once(out)
     for seed in SEEDS:
         if seed.seed_id in committed:
             assert slow_teacher.requests_containing(seed.text[:120]) == 0, "a committed seed was paid for again"
     assert slow_teacher.total_requests <= 2 * (len(SEEDS) - len(committed))
 
 
+def _kill_one_worker(process: subprocess.Popen) -> None:
+    workers = subprocess.run(["pgrep", "-s", str(process.pid), "-f", "ray::MapWorker"], capture_output=True, text=True)
+    pids = [int(p) for p in workers.stdout.split()]
+    assert pids, "no worker actor found"
+    os.kill(pids[0], signal.SIGKILL)
+
+
 def test_sigkill_of_a_worker_mid_run_loses_nothing(slow_teacher, tmp_path):
     workflow = workflow_yaml(tmp_path / "wf.yaml", seeds=SHIPPED_CODE_SEEDS, url=slow_teacher.url, shard_rows=2)
     out = tmp_path / "out"
-    run = _start(workflow, out)
-    try:
-        _wait_for_commits(out, 2, run)
-        workers = subprocess.run(["pgrep", "-s", str(run.pid), "-f", "ray::MapWorker"], capture_output=True, text=True)
-        pids = [int(p) for p in workers.stdout.split()]
-        assert pids, "no worker actor found"
-        os.kill(pids[0], signal.SIGKILL)
-        stdout, stderr = run.communicate(timeout=300)
-    finally:
-        _cleanup_session(run)
-    assert run.returncode == 0, stderr
+    result = _interrupt(workflow, out, 2, _kill_one_worker)
+    assert result.returncode == 0, result.stderr
     _assert_exactly_once(out)
 
 
 def test_ctrl_c_commits_what_is_finished_and_says_how_to_resume(slow_teacher, tmp_path):
     workflow = workflow_yaml(tmp_path / "wf.yaml", seeds=SHIPPED_CODE_SEEDS, url=slow_teacher.url, shard_rows=2)
     out = tmp_path / "out"
-    run = _start(workflow, out)
-    try:
-        _wait_for_commits(out, 2, run)
-        run.send_signal(signal.SIGINT)
-        stdout, stderr = run.communicate(timeout=120)
-    finally:
-        _cleanup_session(run)
-    assert run.returncode == 2, stderr
-    assert "Traceback" not in stderr
-    assert "Run the same command again to resume" in stdout + stderr
-    settled = {i for m in commit_markers(out) for i in m["seed_ids"]}
-    assert 0 < len(settled) < len(SEEDS)
-
-    again = _start(workflow, out)
-    _, stderr = again.communicate(timeout=300)
-    assert again.returncode == 0, stderr
-    _assert_exactly_once(out)
+    result = _interrupt(workflow, out, 2, lambda process: process.send_signal(signal.SIGINT))
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "Run the same command again to resume" in result.stdout + result.stderr
+    assert 0 < len(_committed(out)) < len(SEEDS)
+    _resume(workflow, out)
