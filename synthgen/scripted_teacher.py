@@ -47,6 +47,14 @@ def echo_responder(messages: list[dict]) -> Reply:
     return Reply(f"Answer to: {last[:200]}")
 
 
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        # Clients that vanish mid-request (killed runs in crash tests) are expected here.
+        pass
+
+
 class ScriptedTeacher:
     def __init__(self, responder: Responder = echo_responder, latency_s: float = 0.0, port: int = 0):
         self.responder = responder
@@ -56,8 +64,7 @@ class ScriptedTeacher:
         self.bodies: list[dict] = []
         self.request_times: list[float] = []
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
-        self._server.daemon_threads = True
+        self._server = _QuietServer(("127.0.0.1", port), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property

@@ -123,3 +123,20 @@ def test_ctrl_c_commits_what_is_finished_and_says_how_to_resume(slow_teacher, tm
     assert "Run the same command again to resume" in result.stdout + result.stderr
     assert 0 < len(_committed(out)) < len(SEEDS)
     _resume(workflow, out)
+
+
+@pytest.mark.parametrize("delays", [(1.0, 4.0, 5.5)], ids=["startup-and-mid-run"])
+def test_repeated_kills_at_arbitrary_moments_then_resume(slow_teacher, tmp_path, delays):
+    """Kills that do not wait for a commit: during start-up, mid-stream, mid-commit, whatever
+    the moment happens to be. The output must still end exactly-once."""
+    workflow = workflow_yaml(tmp_path / "wf.yaml", seeds=SHIPPED_CODE_SEEDS, url=slow_teacher.url, shard_rows=3)
+    out = tmp_path / "out"
+    for delay in delays:
+        process = _start(workflow, out)
+        try:
+            time.sleep(delay)
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=30)
+        finally:
+            _cleanup_session(process)
+    _resume(workflow, out)

@@ -127,9 +127,10 @@ def _stream(workflow, pending, api_keys, writer: ShardWriter, out: Path, report:
     )
     progress = Progress(total=len(pending), interval_s=interval_s)
     log.info("%s: %d seeds to run on %d workers; output %s", workflow.name, len(pending), workers, out)
+    blocks = iter(dataset.iter_batches(batch_size=None, batch_format="pyarrow"))
     try:
         with _sigterm_as_interrupt():
-            for block in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
+            for block in blocks:
                 for payload in block.column("result").to_pylist():
                     result = SeedResult.model_validate_json(payload)
                     progress.update(result)
@@ -147,6 +148,9 @@ def _stream(workflow, pending, api_keys, writer: ShardWriter, out: Path, report:
         report.status = "partial"
         report.message = f"the Ray pipeline failed ({str(exc).splitlines()[0][:300]}); committed work is kept, rerun to resume"
     finally:
+        # Stop Ray Data's executor before Ray shuts down: a thread of it still touching Ray
+        # afterwards makes the core worker end the whole process.
+        blocks.close()
         writer.commit()
         report.processed = progress.done
         progress.log()

@@ -9,9 +9,12 @@ rows."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -114,8 +117,14 @@ class ShardWriter:
         return rows >= self.shard_rows or (rows > 0 and time.monotonic() - self.last_commit >= interval_s)
 
     def commit(self) -> str | None:
+        """Commit the buffered seeds as one shard pair. Ctrl-C/SIGTERM wait until it is done:
+        a commit cut between its marker and the buffer reset would commit the seeds twice."""
         if not self._seed_ids:
             return None
+        with _signals_deferred():
+            return self._commit()
+
+    def _commit(self) -> str:
         part = f"part-{self._next:06d}"
         self._next += 1
         files: dict[str, str | None] = {}
@@ -148,6 +157,22 @@ class ShardWriter:
         self._records, self._rejects, self._seed_ids = [], [], []
         self.last_commit = time.monotonic()
         return part
+
+
+@contextlib.contextmanager
+def _signals_deferred():
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = {sig: signal.signal(sig, lambda number, _frame: caught.append(number)) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if caught:
+            raise KeyboardInterrupt
 
 
 def _publish(out: Path, marker: dict) -> None:
