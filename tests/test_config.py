@@ -124,3 +124,16 @@ def test_check_cli_prints_one_line_without_traceback(tmp_path):
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "unknown key 'tempreature'" in lines[0]
+
+
+def test_config_layer_imports_no_heavy_machinery():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, synthgen.config, synthgen.yamlsource\n"
+        "heavy = [m for m in ('ray', 'openai', 'pyarrow', 'duckdb') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
