@@ -29,7 +29,7 @@ _RESERVED_FIELDS = {
     SEED_VARIABLE, "record_id", "seed_id", "sample_index", "workflow", "workflow_hash", "messages", "turns",
     "verdicts", "teacher_model", "created_at", "node", "stage", "reason", "raw",
 }
-_GENERATION_KNOBS = {"model", "temperature", "top_p", "max_tokens", "seed"}
+_GENERATION_KNOBS = {"model", "temperature", "top_p", "max_tokens", "seed", "structured_output"}
 
 
 class Strict(BaseModel):
@@ -57,6 +57,11 @@ class SeedSource(Strict):
         return str(_resolve_path(value, info))
 
 
+class Price(Strict):
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+
+
 class Teacher(Strict):
     """One OpenAI-compatible endpoint. The API key is read from `api_key_env`, never from YAML."""
 
@@ -67,9 +72,16 @@ class Teacher(Strict):
     top_p: float | None = Field(None, gt=0, le=1)
     max_tokens: int = Field(512, ge=1)
     seed: int | None = 0
-    max_in_flight: int = Field(32, ge=1)
+    max_in_flight: int = Field(32, ge=1, description="requests in flight per worker")
     timeout_s: float = Field(120, gt=0)
     max_retries: int = Field(4, ge=0)
+    backoff_s: float = Field(1.0, gt=0, description="first retry delay; doubles per attempt, with jitter")
+    max_backoff_s: float = Field(30.0, gt=0)
+    requests_per_minute: float | None = Field(None, gt=0, description="cluster-wide cap (all workers together)")
+    tokens_per_minute: float | None = Field(None, gt=0, description="cluster-wide cap on prompt + completion tokens")
+    structured_output: bool = Field(False, description="the endpoint supports response_format json_schema")
+    down_after_s: float = Field(300.0, gt=0, description="stop the run when no seed got through for this long")
+    price_per_million_tokens: Price | None = None
 
 
 class Example(Strict):
@@ -92,6 +104,17 @@ class GenerateStep(Strict):
     temperature: float | None = Field(None, ge=0, le=2)
     max_tokens: int | None = Field(None, ge=1)
     stop: list[str] | None = Field(None, max_length=4, description="stop sequences, e.g. ['\\n\\n'] for one paragraph")
+    on_length: Literal["reject", "continue"] = Field(
+        "reject", description="an answer cut at max_tokens: reject the seed, or ask the teacher to continue"
+    )
+    max_continuations: int = Field(2, ge=1, le=10)
+    json_schema: dict[str, Any] | None = Field(None, description="with parse: json, the answer must match it")
+
+    @model_validator(mode="after")
+    def _schema_needs_json(self) -> GenerateStep:
+        if self.json_schema is not None and self.parse != "json":
+            raise ValueError("json_schema needs parse: json")
+        return self
 
     @field_validator("id")
     @classmethod

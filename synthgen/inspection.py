@@ -43,9 +43,17 @@ def summarize(con: duckdb.DuckDBPyConnection) -> dict:
     """
     steps = con.execute(
         f"""SELECT step, count(*) AS calls, sum(CASE WHEN cache_hit THEN 0 ELSE 1 END) AS requests,
-                   sum(tokens_in) AS tokens_in, sum(tokens_out) AS tokens_out,
+                   sum(retries) AS retries, sum(tokens_in) AS tokens_in, sum(tokens_out) AS tokens_out,
                    round(avg(CASE WHEN cache_hit THEN NULL ELSE latency_s END), 3) AS mean_latency_s
             FROM ({turns}) GROUP BY step ORDER BY step"""
+    ).fetchall()
+    teachers = con.execute(
+        f"""SELECT teacher, sum(CASE WHEN cache_hit THEN 0 ELSE 1 END) AS requests,
+                   sum(CASE WHEN cache_hit THEN 1 ELSE 0 END) AS cache_hits, sum(retries) AS retries,
+                   sum(CASE WHEN cache_hit THEN 0 ELSE tokens_in END) AS paid_tokens_in,
+                   sum(CASE WHEN cache_hit THEN 0 ELSE tokens_out END) AS paid_tokens_out,
+                   round(avg(CASE WHEN cache_hit THEN NULL ELSE latency_s END), 3) AS mean_latency_s
+            FROM ({turns}) GROUP BY teacher ORDER BY teacher"""
     ).fetchall()
     reasons = con.execute(
         """SELECT stage, left(reason, 120) AS reason, count(*) AS n FROM rejects
@@ -65,7 +73,13 @@ def summarize(con: duckdb.DuckDBPyConnection) -> dict:
         "requests": scalar(f"SELECT count(*) FROM ({turns}) WHERE NOT cache_hit"),
         "cache_hits": scalar(f"SELECT count(*) FROM ({turns}) WHERE cache_hit"),
         "steps": [
-            dict(zip(("step", "calls", "requests", "tokens_in", "tokens_out", "mean_latency_s"), row)) for row in steps
+            dict(zip(("step", "calls", "requests", "retries", "tokens_in", "tokens_out", "mean_latency_s"), row))
+            for row in steps
+        ],
+        "teachers": [
+            dict(zip(("teacher", "requests", "cache_hits", "retries", "paid_tokens_in", "paid_tokens_out",
+                      "mean_latency_s"), row))
+            for row in teachers
         ],
         "rejects_by_reason": [dict(zip(("stage", "reason", "count"), row)) for row in reasons],
         "validators": [
@@ -85,12 +99,18 @@ def format_summary(summary: dict) -> str:
         f"{summary['tokens_in']} tokens in, {summary['tokens_out']} tokens out",
     ]
     if summary["steps"]:
-        lines.append("per step        calls  requests  tokens_out  mean latency")
+        lines.append("per step        calls  requests  retries  tokens_out  mean latency")
         for step in summary["steps"]:
             lines.append(
-                f"  {step['step']:<14}{step['calls']:>5}  {step['requests']:>8}  {step['tokens_out']:>10}  "
-                f"{step['mean_latency_s'] if step['mean_latency_s'] is not None else '-'}"
+                f"  {step['step']:<14}{step['calls']:>5}  {step['requests']:>8}  {step['retries']:>7}  "
+                f"{step['tokens_out']:>10}  {step['mean_latency_s'] if step['mean_latency_s'] is not None else '-'}"
             )
+    for teacher in summary["teachers"]:
+        cost = f", cost ${teacher['cost_usd']:.4f}" if teacher.get("cost_usd") is not None else ""
+        lines.append(
+            f"teacher {teacher['teacher']}: {teacher['requests']} requests, {teacher['retries']} retries, "
+            f"{teacher['cache_hits']} cache hits{cost}"
+        )
     for validator in summary["validators"]:
         lines.append(f"validator {validator['validator']}: {validator['passed']}/{validator['checked']} passed")
     if summary["rejects_by_reason"]:

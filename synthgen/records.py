@@ -35,6 +35,7 @@ class Turn(BaseModel):
     """Lineage of one teacher call."""
 
     step: str
+    purpose: str = "answer"  # answer | continuation | repair
     teacher: str
     model: str
     prompt_hash: str

@@ -8,13 +8,13 @@ Run it alone with `python -m synthgen.scripted_teacher --port P` (echo responder
 from __future__ import annotations
 
 import argparse
+import asyncio
 import collections
 import json
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 @dataclass
@@ -47,34 +47,35 @@ def echo_responder(messages: list[dict]) -> Reply:
     return Reply(f"Answer to: {last[:200]}")
 
 
-class _QuietServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        # Clients that vanish mid-request (killed runs in crash tests) are expected here.
-        pass
-
-
 class ScriptedTeacher:
+    """Serves on 127.0.0.1 from an asyncio loop in a background thread (keep-alive HTTP/1.1),
+    light enough to answer thousands of requests per second for the throughput benchmark."""
+
     def __init__(self, responder: Responder = echo_responder, latency_s: float = 0.0, port: int = 0):
         self.responder = responder
         self.latency_s = latency_s
+        self.port = port
         self.faults: list[Fault] = []
         self.requests: collections.Counter[str] = collections.Counter()
         self.bodies: list[dict] = []
+        self.headers: list[dict[str, str]] = []
         self.request_times: list[float] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
         self._lock = threading.Lock()
-        self._server = _QuietServer(("127.0.0.1", port), self._handler())
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._server: asyncio.AbstractServer | None = None
+        self._connections: set[asyncio.Task] = set()
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/v1"
+        return f"http://127.0.0.1:{self.port}/v1"
 
     @property
     def total_requests(self) -> int:
-        return sum(self.requests.values())
+        with self._lock:
+            return sum(self.requests.values())
 
     def requests_containing(self, text: str) -> int:
         with self._lock:
@@ -82,11 +83,25 @@ class ScriptedTeacher:
 
     def __enter__(self) -> ScriptedTeacher:
         self._thread.start()
+        started = asyncio.run_coroutine_threadsafe(
+            asyncio.start_server(self._connection, "127.0.0.1", self.port, backlog=4096), self._loop
+        )
+        self._server = started.result(timeout=10)
+        self.port = self._server.sockets[0].getsockname()[1]
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        async def stop() -> None:
+            assert self._server is not None
+            self._server.close()
+            for task in self._connections:
+                task.cancel()
+            await asyncio.gather(*self._connections, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
 
     def _take_fault(self, prompt: str) -> Fault | None:
         with self._lock:
@@ -97,81 +112,92 @@ class ScriptedTeacher:
                     return fault
         return None
 
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        teacher = self
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections.add(task)
+        try:
+            while True:
+                request_line = await reader.readline()
+                if not request_line:
+                    break
+                method, path, _ = request_line.decode("latin-1").split(" ", 2)
+                headers: dict[str, str] = {}
+                while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
+                    name, _, value = line.decode("latin-1").partition(":")
+                    headers[name.strip().lower()] = value.strip()
+                body = await reader.readexactly(int(headers.get("content-length", 0) or 0))
+                if not await self._answer(method, path, headers, body, writer):
+                    break
+        except (ConnectionError, asyncio.IncompleteReadError, ValueError, asyncio.CancelledError):
+            pass  # clients that vanish mid-request (killed runs in crash tests) are expected here
+        finally:
+            writer.close()
+            self._connections.discard(task)
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+    async def _answer(self, method: str, path: str, headers: dict, raw: bytes, writer) -> bool:
+        """Write one response; False when the connection must be dropped."""
+        if method == "GET":
+            if path.rstrip("/").endswith("/models"):
+                return await _respond(writer, 200, {"object": "list", "data": [{"id": "scripted", "object": "model"}]})
+            return await _respond(writer, 404, {"error": {"message": "not found"}})
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            return await _respond(writer, 400, {"error": {"message": "body is not JSON"}})
+        messages = body.get("messages") if isinstance(body, dict) else None
+        if not messages:
+            return await _respond(writer, 400, {"error": {"message": "no messages"}})
+        prompt = "\n".join(str(m.get("content", "")) for m in messages)
+        with self._lock:
+            self.requests[prompt] += 1
+            self.bodies.append(body)
+            self.headers.append(headers)
+            self.request_times.append(time.monotonic())
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            fault = self._take_fault(prompt)
+            if fault is not None and fault.kind == "drop":
+                return False
+            if fault is not None and fault.kind == "status":
+                extra = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+                return await _respond(writer, fault.status, {"error": {"message": f"scripted {fault.status}"}}, extra)
+            if fault is not None and fault.kind == "garbage":
+                return await _respond(writer, 200, b"<html>this is not json")
+            delay = self.latency_s + (fault.delay_s if fault is not None else 0.0)
+            if delay:
+                await asyncio.sleep(delay)
+            reply = self.responder(messages)
+            if isinstance(reply, str):
+                reply = Reply(reply)
+            prompt_tokens, completion_tokens = len(prompt.split()), len(reply.content.split())
+            return await _respond(writer, 200, {
+                "id": "chatcmpl-scripted",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": body.get("model", "scripted"),
+                "choices": [{"index": 0, "finish_reason": reply.finish_reason,
+                             "message": {"role": "assistant", "content": reply.content}}],
+                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                          "total_tokens": prompt_tokens + completion_tokens},
+            })
+        finally:
+            with self._lock:
+                self.in_flight -= 1
 
-            def log_message(self, *args: object) -> None:  # keep test output clean
-                pass
 
-            def _send(self, status: int, payload: dict | bytes, headers: dict | None = None) -> None:
-                body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                for key, value in (headers or {}).items():
-                    self.send_header(key, value)
-                self.end_headers()
-                self.wfile.write(body)
+async def _respond(writer: asyncio.StreamWriter, status: int, payload: dict | bytes, headers: dict | None = None) -> bool:
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    head = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}", "Content-Type: application/json",
+            f"Content-Length: {len(body)}", *(f"{k}: {v}" for k, v in (headers or {}).items())]
+    writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
+    await writer.drain()
+    return True
 
-            def do_GET(self) -> None:
-                if self.path.rstrip("/").endswith("/models"):
-                    self._send(200, {"object": "list", "data": [{"id": "scripted", "object": "model"}]})
-                else:
-                    self._send(404, {"error": {"message": "not found"}})
 
-            def do_POST(self) -> None:
-                try:
-                    self._chat()
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client went away (a killed run): nothing to answer
-
-            def _chat(self) -> None:
-                length = int(self.headers.get("Content-Length", 0))
-                try:
-                    body = json.loads(self.rfile.read(length))
-                except ValueError:
-                    self._send(400, {"error": {"message": "body is not JSON"}})
-                    return
-                messages = body.get("messages") if isinstance(body, dict) else None
-                if not messages:
-                    self._send(400, {"error": {"message": "no messages"}})
-                    return
-                prompt = "\n".join(str(m.get("content", "")) for m in messages)
-                with teacher._lock:
-                    teacher.requests[prompt] += 1
-                    teacher.bodies.append(body)
-                    teacher.request_times.append(time.monotonic())
-                fault = teacher._take_fault(prompt)
-                if fault is not None and fault.kind == "drop":
-                    self.close_connection = True
-                    self.connection.close()
-                    return
-                if fault is not None and fault.kind == "status":
-                    headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
-                    self._send(fault.status, {"error": {"message": f"scripted {fault.status}"}}, headers)
-                    return
-                if fault is not None and fault.kind == "garbage":
-                    self._send(200, b"<html>this is not json")
-                    return
-                time.sleep(teacher.latency_s + (fault.delay_s if fault is not None else 0.0))
-                reply = teacher.responder(messages)
-                if isinstance(reply, str):
-                    reply = Reply(reply)
-                self._send(200, {
-                    "id": "chatcmpl-scripted",
-                    "object": "chat.completion",
-                    "created": int(time.time()),
-                    "model": body.get("model", "scripted"),
-                    "choices": [{"index": 0, "finish_reason": reply.finish_reason,
-                                 "message": {"role": "assistant", "content": reply.content}}],
-                    "usage": {"prompt_tokens": len(prompt.split()), "completion_tokens": len(reply.content.split()),
-                              "total_tokens": len(prompt.split()) + len(reply.content.split())},
-                })
-
-        return Handler
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 429: "Too Many Requests", 500: "Internal Server Error",
+            503: "Service Unavailable"}
 
 
 def main() -> None:

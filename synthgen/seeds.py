@@ -142,7 +142,7 @@ def _parquet(file: Path, source: SeedSource, skipped: list[str]) -> Iterator[See
 def _python(file: Path, source: SeedSource, skipped: list[str]) -> Iterator[Seed]:
     text = file.read_text(encoding="utf-8", errors="replace")
     try:
-        tree = ast.parse(text)
+        tree = _parse_module(text)
     except SyntaxError as exc:
         skipped.append(f"{file}:{exc.lineno}: Python syntax error, file skipped")
         return
@@ -159,6 +159,18 @@ def _python(file: Path, source: SeedSource, skipped: list[str]) -> Iterator[Seed
         if docstring:
             meta["docstring"] = docstring
         yield Seed.create(source.kind or "code", code, f"{file}:{start}", meta)
+
+
+def _parse_module(text: str) -> ast.Module:
+    # CPython 3.11 keeps ast.parse's recursion counter per process, not per thread
+    # (gh-106905): a parse racing one in another thread (Ray's, a library's) can fail with a
+    # spurious SystemError. The parse itself is pure, so trying again is correct.
+    for _ in range(2):
+        try:
+            return ast.parse(text)
+        except SystemError:
+            continue
+    return ast.parse(text)
 
 
 def _text(file: Path, source: SeedSource) -> Iterator[Seed]:

@@ -12,7 +12,7 @@ class ParseError(Exception):
     pass
 
 
-def parse(kind: str, raw: str) -> str:
+def parse(kind: str, raw: str, schema: dict | None = None) -> str:
     text = raw.strip()
     if not text:
         raise ParseError("empty answer")
@@ -21,8 +21,20 @@ def parse(kind: str, raw: str) -> str:
     if kind == "code_block":
         return code_block(text)
     if kind == "json":
-        return json.dumps(json_value(text), ensure_ascii=False, sort_keys=True)
+        value = json_value(text)
+        if schema is not None:
+            check_schema(value, schema)
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
     raise ParseError(f"unknown parser {kind!r}")
+
+
+def check_schema(value: object, schema: dict) -> None:
+    import jsonschema
+
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(value))
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "the top level"
+        raise ParseError(f"JSON does not match the schema at {where}: {error.message}")
 
 
 def code_block(text: str) -> str:

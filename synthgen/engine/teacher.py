@@ -1,23 +1,33 @@
 """The teacher client: one OpenAI-compatible endpoint behind `openai.AsyncOpenAI`, with a cap on
-requests in flight, retries, and a response cache keyed by the exact request."""
+requests in flight, an optional shared rate limiter, our own retry loop (so that every retry is
+counted and every 429 reaches the limiter), and a response cache keyed by the exact request.
+
+Failure classes decide a seed's fate: an endpoint that cannot be reached or keeps failing
+(connection errors, timeouts, 429, 5xx) leaves the seed unsettled for the next run; an answer
+that is refused (other 4xx) or stays malformed rejects the seed with the reason."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import json
+import random
 import time
-from dataclasses import dataclass
-
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
+from typing import Protocol
 
 import openai
 
 from synthgen.config import Teacher
 from synthgen.engine.cache import ResponseCache
+from synthgen.engine.gate import AdaptiveGate
+from synthgen.errors import UserError
 
 NO_KEY = "not-needed"
+_RETRYABLE_STATUS = {408, 409, 425, 429}
+_CHARS_PER_TOKEN = 4  # rough and deliberately generous: only used to reserve a tokens/minute budget
 
 
 class TeacherUnavailable(Exception):
@@ -26,6 +36,17 @@ class TeacherUnavailable(Exception):
 
 class TeacherRefused(Exception):
     """The endpoint answered, but not usefully for this request: the seed is rejected."""
+
+
+class RateLimiter(Protocol):
+    """Admission control shared by every client of one teacher (the runtime provides a
+    cluster-wide one; the engine knows only this interface)."""
+
+    async def acquire(self, tokens: int) -> None: ...
+
+    def completed(self, tokens: int, latency_s: float) -> None: ...
+
+    def rate_limited(self, retry_after_s: float | None) -> None: ...
 
 
 @dataclass
@@ -45,17 +66,26 @@ def request_key(body: dict) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
+def estimate_tokens(messages: list[dict[str, str]], max_tokens: int) -> int:
+    return sum(len(m["content"]) for m in messages) // _CHARS_PER_TOKEN + max_tokens
+
+
 class TeacherClient:
-    def __init__(self, name: str, config: Teacher, cache: ResponseCache | None, api_key: str | None):
+    def __init__(
+        self,
+        name: str,
+        config: Teacher,
+        cache: ResponseCache | None,
+        api_key: str | None,
+        limiter: RateLimiter | None = None,
+    ):
         self.name = name
         self.config = config
         self.cache = cache
-        self._semaphore = asyncio.Semaphore(config.max_in_flight)
+        self.limiter = limiter
+        self.gate = AdaptiveGate(config.max_in_flight)
         self._client = openai.AsyncOpenAI(
-            base_url=config.base_url,
-            api_key=api_key or NO_KEY,
-            max_retries=config.max_retries,
-            timeout=config.timeout_s,
+            base_url=config.base_url, api_key=api_key or NO_KEY, max_retries=0, timeout=config.timeout_s
         )
 
     async def chat(
@@ -65,6 +95,7 @@ class TeacherClient:
         temperature: float | None = None,
         max_tokens: int | None = None,
         stop: list[str] | None = None,
+        response_format: dict | None = None,
         sample_index: int = 0,
     ) -> Completion:
         body: dict = {
@@ -75,54 +106,102 @@ class TeacherClient:
         }
         if self.config.top_p is not None:
             body["top_p"] = self.config.top_p
-        if stop:
-            body["stop"] = stop
         if self.config.seed is not None:
             body["seed"] = self.config.seed + sample_index
+        if stop:
+            body["stop"] = stop
+        if response_format:
+            body["response_format"] = response_format
         key = request_key({**body, "sample_index": sample_index})
         prompt_hash = key[:16]
         cached = self.cache.get(key) if self.cache else None
         if cached is not None:
             return Completion(**cached, latency_s=0.0, cache_hit=True, retries=0, prompt_hash=prompt_hash)
-        async with self._semaphore:
+        async with self.gate:
             started = time.monotonic()
-            text, finish_reason, tokens_in, tokens_out, model, retries = await self._send(body)
+            stored, retries = await self._send(body)
             latency = time.monotonic() - started
-        stored = {"text": text, "finish_reason": finish_reason, "tokens_in": tokens_in, "tokens_out": tokens_out, "model": model}
         if self.cache is not None:
             self.cache.put(key, stored)
         return Completion(**stored, latency_s=latency, cache_hit=False, retries=retries, prompt_hash=prompt_hash)
 
-    async def _send(self, body: dict) -> tuple[str, str, int, int, str, int]:
-        malformed = ""
-        for attempt in range(self.config.max_retries + 1):
+    async def _send(self, body: dict) -> tuple[dict, int]:
+        """Send until an answer comes back; returns it and how many retries it took."""
+        problem = ""
+        unavailable = False
+        attempts = self.config.max_retries + 1
+        for attempt in range(attempts):
+            if attempt:
+                await asyncio.sleep(delay)
+            delay = self._backoff(attempt)
+            if self.limiter is not None:
+                await self.limiter.acquire(estimate_tokens(body["messages"], body["max_tokens"]))
+            started = time.monotonic()
             try:
                 response = await self._client.chat.completions.create(**body)
-            except (openai.APIConnectionError, openai.RateLimitError, openai.InternalServerError) as exc:
-                raise TeacherUnavailable(f"{self.config.base_url}: {_describe(exc)}") from None
             except openai.APIStatusError as exc:
-                raise TeacherRefused(f"HTTP {exc.status_code}: {_describe(exc)}") from None
-            except openai.APIResponseValidationError as exc:
-                malformed = f"malformed response: {exc}"
+                status = exc.status_code
+                if status < 500 and status not in _RETRYABLE_STATUS:
+                    raise TeacherRefused(f"HTTP {status}: {_describe(exc)}") from None
+                unavailable, problem = True, f"HTTP {status}: {_describe(exc)}"
+                if status == 429:
+                    retry_after = _retry_after(exc)
+                    if self.limiter is not None:
+                        self.limiter.rate_limited(retry_after)
+                    if retry_after is not None:
+                        delay = min(retry_after, self.config.max_backoff_s) + random.uniform(0, 0.1)
+                continue
+            except openai.APIConnectionError as exc:  # includes timeouts
+                unavailable, problem = True, _describe(exc)
+                continue
+            except (openai.APIResponseValidationError, ValueError) as exc:  # a body that is not a completion
+                unavailable, problem = False, f"malformed response: {type(exc).__name__}"
                 continue
             choices = getattr(response, "choices", None) or []
-            message = choices[0].message if choices else None
-            if message is None or not isinstance(message.content, str):
-                malformed = "response without a message"
+            message = getattr(choices[0], "message", None) if choices else None
+            content = getattr(message, "content", None)
+            if not isinstance(content, str) or not content.strip():
+                unavailable, problem = False, "empty answer" if isinstance(content, str) else "response without a message"
                 continue
-            usage = response.usage
-            return (
-                message.content,
-                choices[0].finish_reason or "",
-                usage.prompt_tokens if usage else 0,
-                usage.completion_tokens if usage else 0,
-                response.model or self.config.model,
-                attempt,
-            )
-        raise TeacherRefused(f"{malformed} (after {self.config.max_retries + 1} attempts)")
+            usage = getattr(response, "usage", None)
+            tokens_in = getattr(usage, "prompt_tokens", 0) or 0
+            tokens_out = getattr(usage, "completion_tokens", 0) or 0
+            latency = time.monotonic() - started
+            # Per generated token: answers differ in length, queueing shows as slower tokens.
+            self.gate.observe(latency / max(1, tokens_out))
+            if self.limiter is not None:
+                self.limiter.completed(tokens_in + tokens_out, latency)
+            stored = {
+                "text": content,
+                "finish_reason": choices[0].finish_reason or "",
+                "tokens_in": tokens_in,
+                "tokens_out": tokens_out,
+                "model": getattr(response, "model", None) or self.config.model,
+            }
+            return stored, attempt
+        if unavailable:
+            raise TeacherUnavailable(f"{self.config.base_url}: {problem} (after {attempts} attempts)")
+        raise TeacherRefused(f"{problem} (after {attempts} attempts)")
+
+    def _backoff(self, attempt: int) -> float:
+        """Exponential backoff with full jitter: many workers hitting one endpoint must not retry in step."""
+        ceiling = min(self.config.max_backoff_s, self.config.backoff_s * 2**attempt)
+        return random.uniform(ceiling / 2, ceiling)
 
     async def close(self) -> None:
         await self._client.close()
+
+
+def _retry_after(exc: openai.APIStatusError) -> float | None:
+    headers = getattr(exc.response, "headers", None) or {}
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is not None:
+            try:
+                return max(0.0, float(value) * scale)
+            except ValueError:
+                return None  # an HTTP date: fall back to our own backoff
+    return None
 
 
 def _describe(exc: openai.OpenAIError) -> str:
@@ -133,8 +212,6 @@ def _describe(exc: openai.OpenAIError) -> str:
 def probe(name: str, config: Teacher, api_key: str | None, timeout_s: float = 10.0) -> None:
     """Fail before any work starts when a teacher cannot be reached; say the URL and what was tried.
     Any HTTP answer counts as reachable (some endpoints have no /models)."""
-    from synthgen.errors import UserError
-
     url = config.base_url.rstrip("/") + "/models"
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:

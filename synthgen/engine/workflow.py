@@ -10,9 +10,15 @@ from dataclasses import dataclass, field
 
 from synthgen.config import SEED_VARIABLE, GenerateStep, Workflow
 from synthgen.engine.parsing import ParseError, parse
-from synthgen.engine.teacher import TeacherClient, TeacherRefused, TeacherUnavailable
+from synthgen.engine.teacher import Completion, TeacherClient, TeacherRefused, TeacherUnavailable
 from synthgen.engine.templates import TemplateError, render
 from synthgen.records import ChatMessage, Record, Reject, Seed, SeedResult, Turn, content_hash
+
+
+CONTINUE_PROMPT = "Continue exactly where you stopped. Do not repeat anything you already wrote."
+REPAIR_PROMPT = (
+    "Your answer could not be used: {error}. Reply again with only the corrected JSON, nothing else."
+)
 
 
 class StepFailed(Exception):
@@ -81,34 +87,77 @@ class WorkflowRunner:
                 state.conversation.append({"role": "user", "content": _render(example.user, context, step.id)})
                 state.conversation.append({"role": "assistant", "content": _render(example.assistant, context, step.id)})
         state.conversation.append({"role": "user", "content": prompt})
-        teacher = self.teachers[step.teacher]
+        text = await self._ask(step, state, "answer")
         try:
-            completion = await teacher.chat(
-                state.conversation, temperature=step.temperature, max_tokens=step.max_tokens, stop=step.stop
-            )
-        except TeacherRefused as exc:
-            raise StepFailed(step.id, f"teacher refused: {exc}") from None
-        state.turns.append(
-            Turn(
-                step=step.id,
-                teacher=teacher.name,
-                model=completion.model,
-                prompt_hash=completion.prompt_hash,
-                tokens_in=completion.tokens_in,
-                tokens_out=completion.tokens_out,
-                latency_s=round(completion.latency_s, 4),
-                cache_hit=completion.cache_hit,
-                finish_reason=completion.finish_reason,
-                retries=completion.retries,
-            )
-        )
-        state.conversation.append({"role": "assistant", "content": completion.text})
-        if completion.finish_reason == "length":
-            raise StepFailed(step.id, "answer truncated (finish_reason=length); raise max_tokens", completion.text)
-        try:
-            return parse(step.parse, completion.text)
+            return parse(step.parse, text, step.json_schema)
         except ParseError as exc:
-            raise StepFailed(step.id, f"parse ({step.parse}): {exc}", completion.text) from None
+            if step.parse != "json":
+                raise StepFailed(step.id, f"parse ({step.parse}): {exc}", text) from None
+            first_error = exc
+        # One repair request that shows the teacher its own parse error.
+        state.conversation.append({"role": "user", "content": REPAIR_PROMPT.format(error=first_error)})
+        text = await self._ask(step, state, "repair")
+        try:
+            return parse(step.parse, text, step.json_schema)
+        except ParseError as exc:
+            raise StepFailed(step.id, f"parse (json): {exc} (after one repair request)", text) from None
+
+    async def _ask(self, step: GenerateStep, state: _Progress, purpose: str) -> str:
+        """One answer, continued while it is cut at max_tokens if the step allows; the
+        conversation keeps the whole answer as one assistant message."""
+        teacher = self.teachers[step.teacher]
+        base = len(state.conversation)
+        pieces: list[str] = []
+        for continuation in range(step.max_continuations + 1):
+            try:
+                completion = await teacher.chat(
+                    state.conversation,
+                    temperature=step.temperature,
+                    max_tokens=step.max_tokens,
+                    stop=step.stop,
+                    response_format=self._response_format(step),
+                )
+            except TeacherRefused as exc:
+                raise StepFailed(step.id, f"teacher refused: {exc}", "".join(pieces)) from None
+            state.turns.append(_turn(step.id, "continuation" if continuation else purpose, teacher.name, completion))
+            pieces.append(completion.text)
+            if completion.finish_reason != "length":
+                break
+            if step.on_length == "reject":
+                raise StepFailed(step.id, "answer truncated (finish_reason=length); raise max_tokens", "".join(pieces))
+            state.conversation.append({"role": "assistant", "content": completion.text})
+            state.conversation.append({"role": "user", "content": CONTINUE_PROMPT})
+        else:
+            raise StepFailed(
+                step.id, f"answer still truncated after {step.max_continuations} continuations", "".join(pieces)
+            )
+        text = "".join(pieces)
+        del state.conversation[base:]
+        state.conversation.append({"role": "assistant", "content": text})
+        return text
+
+    def _response_format(self, step: GenerateStep) -> dict | None:
+        if step.parse != "json" or not self.teachers[step.teacher].config.structured_output:
+            return None
+        if step.json_schema is None:
+            return {"type": "json_object"}
+        return {"type": "json_schema", "json_schema": {"name": step.id, "schema": step.json_schema}}
+
+
+def _turn(step: str, purpose: str, teacher: str, completion: Completion) -> Turn:
+    return Turn(
+        step=step,
+        purpose=purpose,
+        teacher=teacher,
+        model=completion.model,
+        prompt_hash=completion.prompt_hash,
+        tokens_in=completion.tokens_in,
+        tokens_out=completion.tokens_out,
+        latency_s=round(completion.latency_s, 4),
+        cache_hit=completion.cache_hit,
+        finish_reason=completion.finish_reason,
+        retries=completion.retries,
+    )
 
 
 def _render(template: str, context: dict, stage: str) -> str:

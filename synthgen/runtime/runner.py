@@ -23,6 +23,7 @@ from synthgen.inspection import connect, summarize
 from synthgen.progress import Progress
 from synthgen.records import SeedResult
 from synthgen.runtime.cluster import configure_ray_data, ray_session
+from synthgen.runtime.limiter import create_limiter
 from synthgen.runtime.worker import WorkflowWorker, seed_rows
 from synthgen.runtime.writer import ShardWriter, commit_markers
 from synthgen.seeds import SeedSet, load_seeds
@@ -66,12 +67,24 @@ def run(workflow: Workflow, *, address: str | None = None, progress_interval_s: 
             _stream(workflow, pending, api_keys, writer, out, report, progress_interval_s)
     report.elapsed_s = time.monotonic() - started
     report.summary = summarize(connect(out))
+    _add_costs(report.summary, workflow)
     if report.unsettled and report.status == "done":
         report.status = "partial"
         first_error = next(iter(report.unsettled.values()))
         report.message = f"{len(report.unsettled)} seeds could not reach the teacher ({first_error}); rerun to resume"
     write_manifest(out, workflow, seed_set, report)
     return report
+
+
+def _add_costs(summary: dict, workflow: Workflow) -> None:
+    """Cost of the tokens actually paid for (cache hits are free), where a price is configured."""
+    for row in summary["teachers"]:
+        teacher = workflow.teachers.get(row["teacher"])
+        price = teacher.price_per_million_tokens if teacher else None
+        if price is not None:
+            row["cost_usd"] = round((row["paid_tokens_in"] * price.input + row["paid_tokens_out"] * price.output) / 1e6, 6)
+    costs = [row["cost_usd"] for row in summary["teachers"] if "cost_usd" in row]
+    summary["cost_usd"] = round(sum(costs), 6) if costs else None
 
 
 def _refuse_other_workflow(out: Path, workflow: Workflow) -> None:
@@ -114,10 +127,13 @@ def _stream(workflow, pending, api_keys, writer: ShardWriter, out: Path, report:
     # Each block is one batch; an actor runs this many at once on its event loop so that the
     # teachers' max_in_flight can be filled (a seed makes its requests one step after another).
     calls = max(1, math.ceil(max(t.max_in_flight for t in workflow.teachers.values()) / batch))
+    limiter = create_limiter(workflow.teachers)
     dataset = ray.data.from_items(seed_rows(pending), override_num_blocks=math.ceil(len(pending) / batch))
     dataset = dataset.map_batches(
         WorkflowWorker,
-        fn_constructor_kwargs={"workflow": workflow, "api_keys": api_keys, "cache_dir": str(out / "cache")},
+        fn_constructor_kwargs={
+            "workflow": workflow, "api_keys": api_keys, "cache_dir": str(out / "cache"), "limiter": limiter
+        },
         batch_size=batch,
         batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(
@@ -128,6 +144,8 @@ def _stream(workflow, pending, api_keys, writer: ShardWriter, out: Path, report:
     progress = Progress(total=len(pending), interval_s=interval_s)
     log.info("%s: %d seeds to run on %d workers; output %s", workflow.name, len(pending), workers, out)
     blocks = iter(dataset.iter_batches(batch_size=None, batch_format="pyarrow"))
+    down_after_s = min(t.down_after_s for t in workflow.teachers.values())
+    last_settled = time.monotonic()
     try:
         with _sigterm_as_interrupt():
             for block in blocks:
@@ -136,11 +154,20 @@ def _stream(workflow, pending, api_keys, writer: ShardWriter, out: Path, report:
                     progress.update(result)
                     if result.settled:
                         writer.add(result)
+                        last_settled = time.monotonic()
                     else:
                         report.unsettled[result.seed_id] = result.error
                 if writer.should_commit(workflow.output.commit_interval_s):
                     writer.commit()
                 progress.maybe_log()
+                if report.unsettled and time.monotonic() - last_settled > down_after_s:
+                    report.status = "partial"
+                    report.message = (
+                        f"stopped: no seed got through for {down_after_s:.0f}s, the teacher is down "
+                        f"({next(reversed(report.unsettled.values()))}). Finished seeds are committed; "
+                        "run the same command again to resume."
+                    )
+                    break
     except KeyboardInterrupt:
         report.status = "partial"
         report.message = "interrupted; finished seeds are committed. Run the same command again to resume."
@@ -184,7 +211,13 @@ def write_manifest(out: Path, workflow: Workflow, seed_set: SeedSet, report: Run
         },
         "counts": {"records": summary["records"], "rejects": summary["rejects"]},
         "tokens": {"in": summary["tokens_in"], "out": summary["tokens_out"]},
-        "teacher": {"requests": summary["requests"], "cache_hits": summary["cache_hits"], "steps": summary["steps"]},
+        "teacher": {
+            "requests": summary["requests"],
+            "cache_hits": summary["cache_hits"],
+            "cost_usd": summary["cost_usd"],
+            "per_teacher": summary["teachers"],
+            "steps": summary["steps"],
+        },
         "validators": summary["validators"],
         "rejects_by_reason": summary["rejects_by_reason"],
         "shards": [

@@ -13,11 +13,12 @@ import traceback
 
 import pyarrow as pa
 
-from synthgen.config import Workflow
+from synthgen.config import Teacher, Workflow
 from synthgen.engine.cache import ResponseCache
 from synthgen.engine.teacher import TeacherClient
 from synthgen.engine.workflow import WorkflowRunner
 from synthgen.records import Reject, Seed, SeedResult
+from synthgen.runtime.limiter import LeasedLimiter
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +31,11 @@ def seed_rows(seeds: list[Seed]) -> list[dict]:
 
 
 class WorkflowWorker:
-    def __init__(self, workflow: Workflow, api_keys: dict[str, str], cache_dir: str):
+    def __init__(self, workflow: Workflow, api_keys: dict[str, str], cache_dir: str, limiter=None):
         self.workflow = workflow
         self.api_keys = api_keys
         self.cache_dir = cache_dir
+        self.limiter = limiter
         self._runner: WorkflowRunner | None = None
 
     def _build_runner(self) -> WorkflowRunner:
@@ -42,10 +44,15 @@ class WorkflowWorker:
 
         cache = ResponseCache(self.cache_dir)
         teachers = {
-            name: TeacherClient(name, config, cache, self.api_keys.get(name))
+            name: TeacherClient(name, config, cache, self.api_keys.get(name), self._leases(name, config))
             for name, config in self.workflow.teachers.items()
         }
         return WorkflowRunner(self.workflow, teachers, node=ray.get_runtime_context().get_node_id())
+
+    def _leases(self, name: str, config: Teacher) -> LeasedLimiter | None:
+        if self.limiter is None or not (config.requests_per_minute or config.tokens_per_minute):
+            return None
+        return LeasedLimiter(self.limiter, name, config)
 
     async def __call__(self, batch: pa.Table) -> pa.Table:
         if self._runner is None:

@@ -33,6 +33,7 @@ REJECT_COLUMNS = ("stage", "reason", "raw")
 _TURN = pa.struct(
     [
         ("step", pa.string()),
+        ("purpose", pa.string()),
         ("teacher", pa.string()),
         ("model", pa.string()),
         ("prompt_hash", pa.string()),

@@ -1,0 +1,190 @@
+"""The teacher client against every way an endpoint misbehaves (engine level: plain asyncio,
+the real openai client, the scripted server over HTTP)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from synthgen.config import GenerateStep, Message, SeedSource, Teacher, Workflow
+from synthgen.engine.cache import ResponseCache
+from synthgen.engine.gate import AdaptiveGate
+from synthgen.engine.teacher import TeacherClient, TeacherRefused, TeacherUnavailable
+from synthgen.engine.workflow import WorkflowRunner
+from synthgen.records import Seed
+from synthgen.scripted_teacher import Fault, Reply
+
+SEED = Seed.create("text", "Photosynthesis turns light into chemical energy in chloroplasts.", "test")
+
+
+def _client(teacher, cache=None, **config) -> TeacherClient:
+    settings = {"base_url": teacher.url, "model": "scripted", "max_retries": 2, "backoff_s": 0.05,
+                "timeout_s": 5, **config}
+    return TeacherClient("default", Teacher(**settings), cache, api_key=None)
+
+
+def _chat(client: TeacherClient, text: str = "hello"):
+    async def go():
+        try:
+            return await client.chat([{"role": "user", "content": text}])
+        finally:
+            await client.close()
+
+    return asyncio.run(go())
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault(kind="status", status=500),
+        Fault(kind="status", status=503),
+        Fault(kind="drop"),
+        Fault(kind="garbage"),
+        Fault(kind="slow", delay_s=3.0),
+    ],
+    ids=["500", "503", "dropped-connection", "garbage-body", "slower-than-timeout"],
+)
+def test_a_passing_fault_is_retried_to_success(teacher, fault):
+    teacher.faults.append(fault)
+    completion = _chat(_client(teacher, timeout_s=1.0))
+    assert completion.text == "Answer to: hello"
+    assert completion.retries == 1
+    assert teacher.total_requests == 2
+
+
+def test_retry_after_is_honoured(teacher):
+    teacher.faults.append(Fault(kind="status", status=429, retry_after=1.5))
+    completion = _chat(_client(teacher))
+    assert completion.retries == 1
+    first, second = teacher.request_times
+    assert second - first >= 1.5, "the retry came before Retry-After"
+
+
+def test_a_teacher_that_stays_down_is_unavailable_not_a_reject(teacher):
+    teacher.faults.append(Fault(kind="status", status=502, times=None))
+    with pytest.raises(TeacherUnavailable, match="HTTP 502.*after 3 attempts"):
+        _chat(_client(teacher))
+    assert teacher.total_requests == 3
+
+
+def test_malformed_answers_are_retried_then_refused(teacher):
+    teacher.faults.append(Fault(kind="garbage", times=None))
+    with pytest.raises(TeacherRefused, match="malformed response.*after 3 attempts"):
+        _chat(_client(teacher))
+    teacher.faults.clear()
+    teacher.responder = lambda messages: Reply("   ")
+    with pytest.raises(TeacherRefused, match="empty answer"):
+        _chat(_client(teacher))
+
+
+def test_client_errors_are_refused_at_once(teacher):
+    teacher.faults.append(Fault(kind="status", status=400, times=None))
+    with pytest.raises(TeacherRefused, match="HTTP 400"):
+        _chat(_client(teacher))
+    assert teacher.total_requests == 1
+
+
+def test_cache_answers_the_exact_same_request_only(teacher, tmp_path):
+    cache = ResponseCache(tmp_path)
+    _chat(_client(teacher, cache=cache))
+    again = _chat(_client(teacher, cache=ResponseCache(tmp_path)))
+    assert again.cache_hit and teacher.total_requests == 1
+    _chat(_client(teacher, cache=ResponseCache(tmp_path), temperature=0.7))
+    assert teacher.total_requests == 2, "other sampling parameters are another request"
+    assert "api_key" not in (tmp_path / next(p.name for p in tmp_path.iterdir())).read_text()
+
+
+def _workflow(teacher, **step) -> Workflow:
+    return Workflow(
+        name="t",
+        seeds=SeedSource(path="."),
+        teacher=Teacher(base_url=teacher.url, model="scripted", max_retries=1, backoff_s=0.05),
+        steps=[GenerateStep(id="answer", prompt="Explain: {{ seed.text }}", **step)],
+        messages=[Message(role="assistant", content="{{ answer }}")],
+    )
+
+
+def _run_seed(workflow: Workflow):
+    async def go():
+        clients = {name: TeacherClient(name, config, None, None) for name, config in workflow.teachers.items()}
+        try:
+            return await WorkflowRunner(workflow, clients).run(SEED)
+        finally:
+            for client in clients.values():
+                await client.close()
+
+    return asyncio.run(go())
+
+
+def test_truncated_answer_rejects_by_default_and_continues_when_asked(teacher):
+    def responder(messages):
+        if messages[-1]["content"].startswith("Continue exactly"):
+            return Reply(" and the rest.")
+        return Reply("The first part", finish_reason="length")
+
+    teacher.responder = responder
+    rejected = _run_seed(_workflow(teacher))
+    assert rejected.rejects[0].reason == "answer truncated (finish_reason=length); raise max_tokens"
+    assert rejected.rejects[0].raw == "The first part"
+    continued = _run_seed(_workflow(teacher, on_length="continue"))
+    record = continued.records[0]
+    assert record.fields["answer"] == "The first part and the rest."
+    assert [t.purpose for t in record.turns] == ["answer", "continuation"]
+    continuation_request = teacher.bodies[-1]["messages"]
+    assert continuation_request[-2] == {"role": "assistant", "content": "The first part"}
+
+
+SCHEMA = {"type": "object", "properties": {"q": {"type": "string"}, "a": {"type": "string"}}, "required": ["q", "a"]}
+
+
+def test_invalid_json_gets_one_repair_request_with_the_error(teacher):
+    answers = iter(['{"q": "What?"}', '{"q": "What?", "a": "That."}'])
+    teacher.responder = lambda messages: Reply(next(answers))
+    result = _run_seed(_workflow(teacher, parse="json", json_schema=SCHEMA))
+    record = result.records[0]
+    assert json.loads(record.fields["answer"]) == {"q": "What?", "a": "That."}
+    assert [t.purpose for t in record.turns] == ["answer", "repair"]
+    repair_prompt = teacher.bodies[-1]["messages"][-1]["content"]
+    assert "'a' is a required property" in repair_prompt
+
+
+def test_json_still_invalid_after_repair_is_rejected_with_the_raw_text(teacher):
+    teacher.responder = lambda messages: Reply("no json here at all")
+    result = _run_seed(_workflow(teacher, parse="json", json_schema=SCHEMA))
+    reject = result.rejects[0]
+    assert reject.stage == "answer" and "after one repair request" in reject.reason
+    assert reject.raw == "no json here at all" and teacher.total_requests == 2
+
+
+def test_structured_output_endpoints_get_response_format(teacher):
+    teacher.responder = lambda messages: Reply('{"q": "x", "a": "y"}')
+    workflow = _workflow(teacher, parse="json", json_schema=SCHEMA)
+    workflow.teachers["default"].structured_output = True
+    assert _run_seed(workflow).records
+    assert teacher.bodies[-1]["response_format"] == {
+        "type": "json_schema", "json_schema": {"name": "answer", "schema": SCHEMA}
+    }
+
+
+def test_adaptive_gate_backs_off_when_latency_climbs_then_recovers(monkeypatch):
+    clock = [0.0]
+    monkeypatch.setattr("synthgen.engine.gate.time.monotonic", lambda: clock[0])
+
+    async def scenario():
+        gate = AdaptiveGate(16)
+        for _ in range(5):
+            gate.observe(0.01)
+        for _ in range(20):
+            clock[0] += 3
+            gate.observe(0.2)
+        shrunk = gate.limit
+        for _ in range(200):
+            clock[0] += 3
+            gate.observe(0.01)
+        return shrunk, gate.limit
+
+    shrunk, recovered = asyncio.run(scenario())
+    assert shrunk < 4
+    assert recovered == 16
