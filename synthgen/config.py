@@ -147,7 +147,7 @@ class Output(Strict):
 
 class Runtime(Strict):
     workers: int | None = Field(None, ge=1, description="actor pool size; default: the cluster's CPUs")
-    seeds_per_batch: int = Field(4, ge=1)
+    seeds_per_batch: int = Field(32, ge=1, description="seeds per Ray task; larger amortises task overhead")
 
 
 class Workflow(Strict):

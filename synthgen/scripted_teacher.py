@@ -62,6 +62,7 @@ class ScriptedTeacher:
         self.request_times: list[float] = []
         self.in_flight = 0
         self.max_in_flight = 0
+        self.last_response_at = 0.0
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -138,6 +139,8 @@ class ScriptedTeacher:
     async def _answer(self, method: str, path: str, headers: dict, raw: bytes, writer) -> bool:
         """Write one response; False when the connection must be dropped."""
         if method == "GET":
+            if path.rstrip("/").endswith("/stats"):
+                return await _respond(writer, 200, self.stats())
             if path.rstrip("/").endswith("/models"):
                 return await _respond(writer, 200, {"object": "list", "data": [{"id": "scripted", "object": "model"}]})
             return await _respond(writer, 404, {"error": {"message": "not found"}})
@@ -185,6 +188,14 @@ class ScriptedTeacher:
         finally:
             with self._lock:
                 self.in_flight -= 1
+                self.last_response_at = time.monotonic()
+
+    def stats(self) -> dict:
+        """Counts and the request window (first request in to last response out), for benchmarks."""
+        with self._lock:
+            first = min(self.request_times, default=0.0)
+            return {"requests": sum(self.requests.values()), "window_s": max(0.0, self.last_response_at - first),
+                    "max_in_flight": self.max_in_flight}
 
 
 async def _respond(writer: asyncio.StreamWriter, status: int, payload: dict | bytes, headers: dict | None = None) -> bool:

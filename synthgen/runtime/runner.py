@@ -125,8 +125,9 @@ def _stream(workflow, pending, api_keys, writer: ShardWriter, out: Path, report:
     workers = workflow.runtime.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
     workers = min(workers, math.ceil(len(pending) / batch))
     # Each block is one batch; an actor runs this many at once on its event loop so that the
-    # teachers' max_in_flight can be filled (a seed makes its requests one step after another).
-    calls = max(1, math.ceil(max(t.max_in_flight for t in workflow.teachers.values()) / batch))
+    # teachers' max_in_flight can be filled (a seed makes its requests one step after another),
+    # plus one, so that a batch waiting for its slowest seed never leaves the teacher idle.
+    calls = max(1, math.ceil(max(t.max_in_flight for t in workflow.teachers.values()) / batch)) + 1
     limiter = create_limiter(workflow.teachers)
     dataset = ray.data.from_items(seed_rows(pending), override_num_blocks=math.ceil(len(pending) / batch))
     dataset = dataset.map_batches(
@@ -137,7 +138,7 @@ def _stream(workflow, pending, api_keys, writer: ShardWriter, out: Path, report:
         batch_size=batch,
         batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(
-            size=workers, max_concurrent_calls_per_actor=calls, max_tasks_in_flight_per_actor=calls
+            size=workers, max_concurrent_calls_per_actor=calls, max_tasks_in_flight_per_actor=2 * calls
         ),
         num_cpus=1,
     )

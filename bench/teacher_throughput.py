@@ -1,0 +1,109 @@
+"""Teacher throughput through the whole `synthgen run` (Ray, workers, cache, shards) against a fake
+OpenAI-compatible endpoint with a fixed latency and unlimited concurrency.
+
+Prints, per (requests, in-flight): requests/s inside the request window (first request in to last
+response out) against the ideal (in-flight / latency), the whole-run wall time including start-up,
+and the CPU time synthgen spent per request (machine CPU during the run minus the fake server's).
+
+    python bench/teacher_throughput.py                      # 2,000 and 20,000 requests at 64/256/1024
+    python bench/teacher_throughput.py --requests 2000 --in-flight 256
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+LATENCY_S = 0.2
+WORKERS = 2
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def busy_ticks() -> int:
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return sum(fields) - fields[3] - fields[4]  # minus idle and iowait
+
+
+def process_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def one_run(requests: int, in_flight: int, work: Path) -> dict:
+    seeds = work / f"seeds-{requests}.jsonl"
+    if not seeds.exists():
+        seeds.write_text("".join(json.dumps({"text": f"Benchmark prompt number {i} about a topic."}) + "\n"
+                                 for i in range(requests)))
+    server = subprocess.Popen([sys.executable, "-m", "synthgen.scripted_teacher", "--latency", str(LATENCY_S)],
+                              stdout=subprocess.PIPE, text=True)
+    url = server.stdout.readline().strip()
+    per_worker = max(1, in_flight // WORKERS)
+    workflow = work / "bench.yaml"
+    workflow.write_text(f"""name: bench
+seeds: {{path: {seeds}, kind: text, min_chars: 10}}
+teacher: {{base_url: "{url}", model: fake, max_in_flight: {per_worker}, max_tokens: 64, timeout_s: 60}}
+steps:
+  - id: answer
+    prompt: "{{{{ seed.text }}}}"
+messages:
+  - {{role: user, content: "{{{{ seed.text }}}}"}}
+  - {{role: assistant, content: "{{{{ answer }}}}"}}
+output: {{shard_rows: 5000}}
+runtime: {{workers: {WORKERS}}}
+""")
+    out = work / f"out-{requests}-{in_flight}"
+    busy_before, server_before = busy_ticks(), process_ticks(server.pid)
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "synthgen", "run", str(workflow), "--out", str(out)],
+                            capture_output=True, text=True)
+    wall = time.monotonic() - started
+    busy, server_cpu = busy_ticks() - busy_before, process_ticks(server.pid) - server_before
+    with urllib.request.urlopen(url.rsplit("/v1", 1)[0] + "/v1/stats") as response:
+        stats = json.load(response)
+    server.terminate()
+    server.wait()
+    if result.returncode != 0:
+        raise SystemExit(f"run failed: {result.stderr[-2000:]}")
+    ideal = in_flight / LATENCY_S
+    rate = stats["requests"] / stats["window_s"] if stats["window_s"] else 0.0
+    return {
+        "requests": stats["requests"],
+        "in_flight": in_flight,
+        "server_max_in_flight": stats["max_in_flight"],
+        "req_per_s": round(rate, 1),
+        "ideal_req_per_s": round(ideal, 1),
+        "of_ideal": round(rate / ideal, 3),
+        "wall_s": round(wall, 1),
+        "synthgen_cpu_ms_per_request": round((busy - server_cpu) / TICKS * 1000 / stats["requests"], 2),
+        "server_cpu_ms_per_request": round(server_cpu / TICKS * 1000 / stats["requests"], 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", default="2000,20000")
+    parser.add_argument("--in-flight", default="64,256,1024")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="sg-bench-") as tmp:
+        work = Path(tmp)
+        print(f"fake endpoint latency {LATENCY_S * 1000:.0f} ms, {WORKERS} Ray workers, {os.cpu_count()} cores")
+        header = f"{'requests':>8} {'in-flight':>9} {'req/s':>8} {'ideal':>7} {'of ideal':>8} {'wall s':>7} " \
+                 f"{'cpu ms/req':>10} {'server ms/req':>13} {'peak in flight':>14}"
+        print(header)
+        for requests in (int(v) for v in args.requests.split(",")):
+            for in_flight in (int(v) for v in args.in_flight.split(",")):
+                r = one_run(requests, in_flight, work)
+                print(f"{r['requests']:>8} {r['in_flight']:>9} {r['req_per_s']:>8} {r['ideal_req_per_s']:>7} "
+                      f"{r['of_ideal']:>8} {r['wall_s']:>7} {r['synthgen_cpu_ms_per_request']:>10} "
+                      f"{r['server_cpu_ms_per_request']:>13} {r['server_max_in_flight']:>14}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
