@@ -64,6 +64,9 @@ def configure_ray_data() -> None:
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     context.print_on_execution_start = False
+    # Start seeding only once every worker of the pool is up: otherwise the first actor to
+    # start takes all the early batches and, on a cluster, one node does the work of all.
+    context.wait_for_min_actors_s = 600
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     # We turn the bars off on purpose (our own progress lines replace them); no need to say so.
     logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)

@@ -138,7 +138,7 @@ def _stream(workflow, pending, api_keys, writer: ShardWriter, out: Path, report:
         batch_size=batch,
         batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(
-            size=workers, max_concurrent_calls_per_actor=calls, max_tasks_in_flight_per_actor=2 * calls
+            size=workers, max_concurrent_calls_per_actor=calls, max_tasks_in_flight_per_actor=calls
         ),
         num_cpus=1,
     )
