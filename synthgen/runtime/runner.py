@@ -122,14 +122,18 @@ def _stream(workflow, pending, api_keys, writer: ShardWriter, out: Path, report:
 
     configure_ray_data()
     batch = workflow.runtime.seeds_per_batch
-    workers = workflow.runtime.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
-    workers = min(workers, math.ceil(len(pending) / batch))
+    batches = math.ceil(len(pending) / batch)
+    workers = min(workflow.runtime.workers or max(1, int(ray.cluster_resources().get("CPU", 1))), batches)
     # Each block is one batch; an actor runs this many at once on its event loop so that the
     # teachers' max_in_flight can be filled (a seed makes its requests one step after another),
     # plus one, so that a batch waiting for its slowest seed never leaves the teacher idle.
     calls = max(1, math.ceil(max(t.max_in_flight for t in workflow.teachers.values()) / batch)) + 1
+    # Queue a second round of tasks on each actor so that it never waits for the next one, but
+    # never more than its share: Ray Data fills the first ready actor, and a small run would
+    # otherwise land on one node of a cluster.
+    queued = max(1, min(2 * calls, math.ceil(batches / workers)))
     limiter = create_limiter(workflow.teachers)
-    dataset = ray.data.from_items(seed_rows(pending), override_num_blocks=math.ceil(len(pending) / batch))
+    dataset = ray.data.from_items(seed_rows(pending), override_num_blocks=batches)
     dataset = dataset.map_batches(
         WorkflowWorker,
         fn_constructor_kwargs={
@@ -138,13 +142,16 @@ def _stream(workflow, pending, api_keys, writer: ShardWriter, out: Path, report:
         batch_size=batch,
         batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(
-            size=workers, max_concurrent_calls_per_actor=calls, max_tasks_in_flight_per_actor=calls
+            size=workers, max_concurrent_calls_per_actor=min(calls, queued), max_tasks_in_flight_per_actor=queued
         ),
         num_cpus=1,
     )
     progress = Progress(total=len(pending), interval_s=interval_s)
     log.info("%s: %d seeds to run on %d workers; output %s", workflow.name, len(pending), workers, out)
-    blocks = iter(dataset.iter_batches(batch_size=None, batch_format="pyarrow"))
+    # No prefetching: results are small and the next one is awaited anyway, and a prefetch
+    # thread still fetching after `ray.shutdown` (an interrupted run) makes the core worker end
+    # the whole process before the summary is out.
+    blocks = iter(dataset.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=0))
     down_after_s = min(t.down_after_s for t in workflow.teachers.values())
     last_settled = time.monotonic()
     try:
@@ -176,8 +183,7 @@ def _stream(workflow, pending, api_keys, writer: ShardWriter, out: Path, report:
         report.status = "partial"
         report.message = f"the Ray pipeline failed ({str(exc).splitlines()[0][:300]}); committed work is kept, rerun to resume"
     finally:
-        # Stop Ray Data's executor before Ray shuts down: a thread of it still touching Ray
-        # afterwards makes the core worker end the whole process.
+        # Stop Ray Data's executor before Ray shuts down (same reason as above).
         blocks.close()
         writer.commit()
         report.processed = progress.done
