@@ -4,6 +4,7 @@ that run the real `synthgen` command in a subprocess."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -71,3 +72,9 @@ def synthgen_cli(*args: str, timeout: float = 300, env: dict | None = None) -> s
         env={**os.environ, **(env or {})},
         cwd=REPO,
     )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

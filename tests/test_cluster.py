@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -12,20 +11,15 @@ import time
 
 import pytest
 
-from conftest import REPO, SHIPPED_CODE_SEEDS, synthgen_cli, workflow_yaml
+from conftest import free_port, REPO, SHIPPED_CODE_SEEDS, synthgen_cli, workflow_yaml
 
 from synthgen.inspection import connect
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture
 def two_node_cluster():
-    port = _free_port()
+    port = free_port()
     # Ray's unix sockets live under the temp dir and their paths must stay under 108 bytes.
     temp_dir = tempfile.mkdtemp(prefix="sg-", dir="/tmp")
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
@@ -66,7 +60,7 @@ def test_run_with_address_uses_both_nodes(two_node_cluster, teacher, tmp_path):
 
 def test_unreachable_cluster_address_is_a_clear_error(teacher, tmp_path):
     workflow = workflow_yaml(tmp_path / "wf.yaml", seeds=SHIPPED_CODE_SEEDS, url=teacher.url)
-    result = synthgen_cli("run", str(workflow), "--out", str(tmp_path / "out"), "--address", f"127.0.0.1:{_free_port()}",
+    result = synthgen_cli("run", str(workflow), "--out", str(tmp_path / "out"), "--address", f"127.0.0.1:{free_port()}",
                           timeout=180)
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr

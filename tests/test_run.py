@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 
 import duckdb
 import pytest
 
-from conftest import SHIPPED_CODE_SEEDS, synthgen_cli, workflow_yaml
+from conftest import free_port, SHIPPED_CODE_SEEDS, synthgen_cli, workflow_yaml
 
 import synthgen
 from synthgen.config import SeedSource
@@ -136,11 +135,6 @@ def test_unreachable_teacher_leaves_seeds_unsettled_and_a_rerun_finishes(ray_loc
     assert report.status == "done" and report.processed == 1 and report.summary["seeds"] == 12
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def _one_line_error(result) -> str:
     assert result.returncode == 1, result.stdout + result.stderr
@@ -151,7 +145,7 @@ def _one_line_error(result) -> str:
 
 
 def test_cli_unreachable_teacher_names_url_and_what_was_tried(tmp_path):
-    url = f"http://127.0.0.1:{_free_port()}/v1"
+    url = f"http://127.0.0.1:{free_port()}/v1"
     path = workflow_yaml(tmp_path / "wf.yaml", seeds=SHIPPED_CODE_SEEDS, url=url)
     line = _one_line_error(synthgen_cli("run", str(path), "--out", str(tmp_path / "out")))
     assert f"unreachable at {url}" in line and f"tried GET {url}/models" in line
