@@ -1,0 +1,209 @@
+"""A pool of warm sandbox agents: one job at a time per agent, agents restarted on any anomaly.
+
+Backends differ only in how an agent is started (bwrap, a Docker container, a plain process);
+they hand the pool a function that starts one and returns its `Transport`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import queue
+import select
+import struct
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Protocol
+
+from synthgen.engine.sandbox.job import Job, Result, agent_request, classify
+
+log = logging.getLogger(__name__)
+
+HEADER = struct.Struct(">I")
+AGENT_SOURCE = Path(__file__).resolve().parents[3] / "sandbox"
+START_TIMEOUT_S = 30.0
+# Beyond the job's own wall time: what the agent may need to kill, reap and wipe.
+REPLY_SLACK_S = 10.0
+
+
+class SandboxUnavailable(Exception):
+    """The backend cannot run here (missing tool, engine down, agent does not start)."""
+
+
+class AgentLost(Exception):
+    """The agent died or stopped answering; its slot is restarted."""
+
+
+class Transport(Protocol):
+    def send(self, message: dict) -> None: ...
+
+    def receive(self, timeout: float) -> dict: ...
+
+    def close(self) -> None: ...
+
+
+def agent_dir() -> Path:
+    if not (AGENT_SOURCE / "agent.py").is_file():
+        raise SandboxUnavailable(f"the sandbox agent is missing: {AGENT_SOURCE / 'agent.py'} (install synthgen from its repository)")
+    return AGENT_SOURCE
+
+
+def encode(message: dict) -> bytes:
+    body = json.dumps(message).encode()
+    return HEADER.pack(len(body)) + body
+
+
+class PipeTransport:
+    """An agent as a child process speaking frames over its stdin/stdout."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], preexec: Callable[[], None] | None = None):
+        self._stderr = tempfile.TemporaryFile()
+        self.process = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, env=env,
+            preexec_fn=preexec, start_new_session=True, bufsize=0,
+        )
+        self._buffer = bytearray()
+
+    def send(self, message: dict) -> None:
+        try:
+            self.process.stdin.write(encode(message))
+        except (BrokenPipeError, OSError) as exc:
+            raise AgentLost(f"agent gone: {exc}; {self.stderr_tail()}") from exc
+
+    def receive(self, timeout: float) -> dict:
+        deadline = time.monotonic() + timeout
+        fd = self.process.stdout.fileno()
+        while True:
+            if len(self._buffer) >= HEADER.size:
+                (size,) = HEADER.unpack_from(self._buffer)
+                if len(self._buffer) >= HEADER.size + size:
+                    body = bytes(self._buffer[HEADER.size : HEADER.size + size])
+                    del self._buffer[: HEADER.size + size]
+                    return json.loads(body)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AgentLost(f"agent silent for {timeout:.0f} s")
+            readable, _, _ = select.select([fd], [], [], remaining)
+            if readable:
+                chunk = os.read(fd, 1 << 20)
+                if not chunk:
+                    self.process.wait()
+                    raise AgentLost(f"agent exited with {self.process.returncode}; {self.stderr_tail()}")
+                self._buffer += chunk
+
+    def stderr_tail(self) -> str:
+        self._stderr.seek(0)
+        return self._stderr.read()[-1500:].decode("utf-8", "replace").strip()
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        for stream in (self.process.stdin, self.process.stdout, self._stderr):
+            stream.close()
+
+
+class _Slot:
+    def __init__(self, index: int):
+        self.index = index
+        self.transport: Transport | None = None
+        self.jobs = 0
+
+
+class AgentPool:
+    """Runs jobs on `slots` warm agents; `start(slot_index)` makes a ready agent."""
+
+    def __init__(
+        self,
+        backend: str,
+        start: Callable[[int], Transport],
+        slots: int,
+        recycle_after: int = 1000,
+        on_close: Callable[[], None] | None = None,
+    ):
+        self.backend = backend
+        self._on_close = on_close
+        self._start = start
+        self.recycle_after = recycle_after
+        self.slots = [_Slot(i) for i in range(max(1, slots))]
+        self._idle: queue.Queue[_Slot] = queue.Queue()
+        for slot in self.slots:
+            self._idle.put(slot)
+        self._executor = ThreadPoolExecutor(max_workers=len(self.slots), thread_name_prefix=f"sandbox-{backend}")
+        self._lock = threading.Lock()
+        self.starts = 0
+
+    def warm_up(self) -> None:
+        """Start every agent now, so that a backend that cannot run fails before any job."""
+        list(self._executor.map(self._ensure_started, self.slots))
+
+    def run(self, job: Job) -> Result:
+        slot = self._idle.get()
+        try:
+            return self._run_on(slot, job)
+        finally:
+            self._idle.put(slot)
+
+    def run_many(self, jobs: list[Job]) -> list[Result]:
+        return list(self._executor.map(self.run, jobs))
+
+    async def run_async(self, job: Job) -> Result:
+        return await asyncio.wrap_future(self._executor.submit(self.run, job))
+
+    def close(self) -> None:
+        for slot in self.slots:
+            self._stop(slot)
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._on_close is not None:
+            self._on_close()
+
+    def __enter__(self) -> AgentPool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _run_on(self, slot: _Slot, job: Job) -> Result:
+        self._ensure_started(slot)
+        request, nonce = agent_request(job)
+        try:
+            slot.transport.send(request)
+            reply = slot.transport.receive(job.limits.wall_s + REPLY_SLACK_S)
+        except AgentLost as exc:
+            log.warning("sandbox %s agent %d lost, restarting it: %s", self.backend, slot.index, exc)
+            self._stop(slot)
+            return Result(status="killed", reason=f"the sandbox agent was lost during the job: {exc}", backend=self.backend)
+        slot.jobs += 1
+        if "agent_error" in reply:
+            self._stop(slot)
+            return Result(status="error", reason=f"sandbox could not run the job: {reply['agent_error']}", backend=self.backend)
+        if slot.jobs >= self.recycle_after:
+            self._stop(slot)
+        return classify(reply, job, nonce, self.backend)
+
+    def _ensure_started(self, slot: _Slot) -> None:
+        if slot.transport is not None:
+            return
+        transport = self._start(slot.index)
+        try:
+            hello = transport.receive(START_TIMEOUT_S)
+        except AgentLost as exc:
+            transport.close()
+            raise SandboxUnavailable(f"the {self.backend} sandbox agent did not start: {exc}") from exc
+        if not hello.get("ready"):
+            transport.close()
+            raise SandboxUnavailable(f"the {self.backend} sandbox agent answered {hello!r} instead of ready")
+        with self._lock:
+            self.starts += 1
+        slot.transport, slot.jobs = transport, 0
+
+    def _stop(self, slot: _Slot) -> None:
+        if slot.transport is not None:
+            transport, slot.transport = slot.transport, None
+            transport.close()
