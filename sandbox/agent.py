@@ -17,9 +17,13 @@ Per job it:
 
 from __future__ import annotations
 
+import ast  # noqa: F401 - ast, inspect, unittest: preloaded for the test harness's jobs
+import atexit
 import ctypes
+import inspect  # noqa: F401
 import json
 import os
+import pkgutil  # noqa: F401 - runpy imports it per run; preloaded once here
 import resource
 import runpy
 import select
@@ -27,12 +31,15 @@ import shutil
 import signal
 import struct
 import sys
+import threading
 import time
 import traceback
+import unittest  # noqa: F401
 
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_PDEATHSIG = 1
+M_ARENA_MAX = -8
 HEADER = struct.Struct(">I")
 # Where jobs may write; every entry is wiped after each job.
 SCRATCH_DIRS = ("/tmp", "/dev/shm", "/var/tmp")
@@ -151,22 +158,29 @@ class Agent:
             os._exit(127)
 
     def _collect(self, pid, stdin_bytes, stdin_w, readers, limits, started) -> dict:
-        wall = float(limits.get("wall_s", 10))
+        """Feed stdin, capture outputs, and wait for the exit, all in one select loop.
+
+        The loop ends when the job has exited and its outputs are closed, or a little after the
+        exit if a leftover process still holds them, or at a limit."""
+        deadline = started + float(limits.get("wall_s", 10))
         cap = int(limits.get("output_bytes", 65536))
         captured = {fd: bytearray() for fd in readers}
         total = dict.fromkeys(readers, 0)
         open_fds = set(readers)
+        exit_fd = os.pidfd_open(pid)  # readable once the job has exited: no polling
         pending = memoryview(stdin_bytes)
         writers = [stdin_w]
         limit_hit, status, rusage, exited_at = None, None, None, None
-        while open_fds or writers:
+        while exited_at is None or open_fds:
             now = time.monotonic()
-            if now - started > wall:
+            if now >= deadline:
                 limit_hit = "timeout"
                 break
             if exited_at is not None and now - exited_at > GRACE_AFTER_EXIT_S:
                 break  # a leftover process may hold the pipes open forever
-            readable, writable, _ = select.select(list(open_fds), writers, [], 0.02)
+            waiting = [*open_fds, exit_fd] if exited_at is None else list(open_fds)
+            limit = deadline - now if exited_at is None else GRACE_AFTER_EXIT_S
+            readable, writable, _ = select.select(waiting, writers, [], limit)
             if writable:
                 try:
                     pending = pending[os.write(stdin_w, pending[:65536]) :]
@@ -176,6 +190,10 @@ class Agent:
                     os.close(stdin_w)
                     writers = []
             for fd in readable:
+                if fd == exit_fd:
+                    _, status, rusage = os.wait4(pid, 0)
+                    exited_at = time.monotonic()
+                    continue
                 chunk = os.read(fd, 65536)
                 if not chunk:
                     open_fds.discard(fd)
@@ -185,20 +203,9 @@ class Agent:
             if sum(total.values()) > 4 * cap:
                 limit_hit = "output"
                 break
-            if exited_at is None:
-                done, status, rusage = os.wait4(pid, os.WNOHANG)
-                if done:
-                    exited_at = time.monotonic()
+        os.close(exit_fd)
         if writers:
             os.close(stdin_w)
-        while exited_at is None and limit_hit is None:  # it closed its outputs but still runs
-            done, status, rusage = os.wait4(pid, os.WNOHANG)
-            if done:
-                exited_at = time.monotonic()
-            elif time.monotonic() - started > wall:
-                limit_hit = "timeout"
-            else:
-                time.sleep(0.005)
         if exited_at is None:
             _kill(pid)
             _, status, rusage = os.wait4(pid, 0)
@@ -255,13 +262,14 @@ def _set_limits(limits: dict) -> None:
     cpu = int(limits.get("cpu_s", 10))
     for name, value in (
         (resource.RLIMIT_AS, memory),
-        (resource.RLIMIT_CPU, cpu),
         (resource.RLIMIT_NPROC, int(limits.get("processes", 32))),
         (resource.RLIMIT_FSIZE, int(limits.get("file_bytes", 16 * 1024 * 1024))),
         (resource.RLIMIT_NOFILE, 256),
         (resource.RLIMIT_CORE, 0),
     ):
         resource.setrlimit(name, (value, value))
+    # SIGXCPU at the soft limit tells "out of CPU time" apart from a plain SIGKILL.
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
 
 
 def _run_python(entry: str, args: list[str], env: dict, work: str) -> None:
@@ -283,6 +291,13 @@ def _run_python(entry: str, args: list[str], env: dict, work: str) -> None:
     except BaseException:  # noqa: BLE001 - report like the interpreter would
         traceback.print_exc()
         code = 1
+    # What interpreter shutdown would do: wait for non-daemon threads, run atexit handlers.
+    try:
+        threading._shutdown()
+        atexit._run_exitfuncs()
+    except BaseException:  # noqa: BLE001
+        traceback.print_exc()
+        code = code or 1
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
@@ -334,8 +349,16 @@ def main() -> None:
     for name in ("SYNTHGEN_JOB_UID", "SYNTHGEN_WORK_ROOT", "SYNTHGEN_ISOLATED"):
         os.environ.pop(name, None)
     prctl(PR_SET_CHILD_SUBREAPER, 1)
+    # glibc reserves 64 MB of address space per thread arena: under RLIMIT_AS a job could not
+    # start a handful of threads. Two arenas are plenty for test code.
+    _libc.mallopt(M_ARENA_MAX, 2)
     if job_uid is not None and os.geteuid() != 0:
         job_uid = None
+    if isolated and job_uid is not None:
+        # Only the agent may create entries in the scratch dirs; a job writes in its own dir.
+        for scratch in SCRATCH_DIRS:
+            if os.path.isdir(scratch):
+                os.chmod(scratch, 0o755)
     agent = Agent(job_uid, work_root, isolated)
     requests = os.fdopen(os.dup(0), "rb", buffering=0)
     replies = os.fdopen(os.dup(1), "wb")

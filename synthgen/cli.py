@@ -41,6 +41,15 @@ def _parser() -> argparse.ArgumentParser:
     inspect.add_argument("dir")
     inspect.add_argument("--sql", help="a DuckDB query over the tables data and rejects")
 
+    sandbox = commands.add_parser("sandbox", help="run untrusted code in the sandbox")
+    sandbox_commands = sandbox.add_subparsers(dest="sandbox_command", required=True)
+    execute = sandbox_commands.add_parser("exec", help="run one Python file in the sandbox; prints the result as JSON")
+    execute.add_argument("file")
+    execute.add_argument("--tests", help="a Python file of tests to run against FILE (test_* functions, TestCase or asserts)")
+    execute.add_argument("--backend", default="auto", choices=["auto", "bwrap", "docker", "process"])
+    execute.add_argument("--timeout", type=float, default=10.0, help="wall time limit in seconds")
+    execute.add_argument("--memory", type=int, default=512, help="memory limit in MB")
+
     teacher = commands.add_parser("teacher", help="the embedded teacher")
     teacher_commands = teacher.add_subparsers(dest="teacher_command", required=True)
     serve = teacher_commands.add_parser("serve", help="serve the embedded teacher (OpenAI-compatible) until stopped")
@@ -146,7 +155,27 @@ def _teacher(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"run": _run, "check": _check, "demo": _demo, "inspect": _inspect, "teacher": _teacher}
+def _sandbox(args: argparse.Namespace) -> int:
+    from synthgen.engine.sandbox import Job, Limits, SandboxUnavailable, open_sandbox
+
+    files = {"code": Path(args.file)} | ({"tests": Path(args.tests)} if args.tests else {})
+    for what, path in files.items():
+        if not path.is_file():
+            raise UserError(f"{path}: no such file ({what} to run in the sandbox)")
+    code = files["code"].read_text(encoding="utf-8", errors="replace")
+    limits = Limits(wall_s=args.timeout, cpu_s=max(1, int(args.timeout)), memory_mb=args.memory)
+    job = Job.with_tests(code, files["tests"].read_text(), limits) if args.tests else Job.script(code, limits)
+    try:
+        with open_sandbox(args.backend, slots=1, ceiling=limits) as sandbox:
+            result = sandbox.run(job)
+    except SandboxUnavailable as exc:
+        print(f"error: sandbox unavailable: {exc}", file=sys.stderr)
+        return EXIT_INTERNAL
+    print(result.model_dump_json(indent=2))
+    return EXIT_OK
+
+
+COMMANDS = {"run": _run, "check": _check, "demo": _demo, "inspect": _inspect, "teacher": _teacher, "sandbox": _sandbox}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,12 +34,21 @@ def create(name: str, memory_bytes: int, pids: int) -> tuple[list[Path], Callabl
     return dirs, enter
 
 
-def remove(dirs: list[Path]) -> None:
+def remove(dirs: list[Path], wait_s: float = 2.0) -> None:
+    """Remove the groups once their (killed) processes are gone; the kernel frees them lazily."""
+    deadline = time.monotonic() + wait_s
     for directory in dirs:
-        try:
-            directory.rmdir()
-        except OSError:
-            pass  # still holds a dying process; the kernel keeps it until then
+        while True:
+            try:
+                directory.rmdir()
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    log.info("cgroup %s still busy; left for the kernel", directory)
+                    break
+                time.sleep(0.02)
 
 
 def _v1(name: str, memory_bytes: int, pids: int) -> list[Path]:

@@ -59,6 +59,26 @@ def encode(message: dict) -> bytes:
     return HEADER.pack(len(body)) + body
 
 
+class FrameBuffer:
+    """Bytes from the agent in, whole frames out."""
+
+    def __init__(self):
+        self._data = bytearray()
+
+    def feed(self, chunk: bytes) -> None:
+        self._data += chunk
+
+    def pop(self) -> dict | None:
+        if len(self._data) < HEADER.size:
+            return None
+        (size,) = HEADER.unpack_from(self._data)
+        if len(self._data) < HEADER.size + size:
+            return None
+        body = bytes(self._data[HEADER.size : HEADER.size + size])
+        del self._data[: HEADER.size + size]
+        return json.loads(body)
+
+
 class PipeTransport:
     """An agent as a child process speaking frames over its stdin/stdout."""
 
@@ -68,7 +88,7 @@ class PipeTransport:
             argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, env=env,
             preexec_fn=preexec, start_new_session=True, bufsize=0,
         )
-        self._buffer = bytearray()
+        self._frames = FrameBuffer()
 
     def send(self, message: dict) -> None:
         try:
@@ -79,13 +99,7 @@ class PipeTransport:
     def receive(self, timeout: float) -> dict:
         deadline = time.monotonic() + timeout
         fd = self.process.stdout.fileno()
-        while True:
-            if len(self._buffer) >= HEADER.size:
-                (size,) = HEADER.unpack_from(self._buffer)
-                if len(self._buffer) >= HEADER.size + size:
-                    body = bytes(self._buffer[HEADER.size : HEADER.size + size])
-                    del self._buffer[: HEADER.size + size]
-                    return json.loads(body)
+        while (frame := self._frames.pop()) is None:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise AgentLost(f"agent silent for {timeout:.0f} s")
@@ -95,7 +109,8 @@ class PipeTransport:
                 if not chunk:
                     self.process.wait()
                     raise AgentLost(f"agent exited with {self.process.returncode}; {self.stderr_tail()}")
-                self._buffer += chunk
+                self._frames.feed(chunk)
+        return frame
 
     def stderr_tail(self) -> str:
         self._stderr.seek(0)
