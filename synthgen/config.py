@@ -11,11 +11,11 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import jinja2
 import jinja2.meta
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationInfo, field_validator, model_validator
 
 from synthgen.errors import UserError
 from synthgen.yamlsource import load_yaml, validate
@@ -91,18 +91,39 @@ class Example(Strict):
     assistant: str
 
 
-class GenerateStep(Strict):
-    """One chat turn against a teacher; its (parsed) answer becomes the field named `id`."""
-
+class _Step(Strict):
     id: str
-    prompt: str
+
+    @field_validator("id")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        if not _IDENTIFIER.match(value) or value in _RESERVED_FIELDS:
+            raise ValueError(f"step id '{value}' must be a Python identifier and not one of {sorted(_RESERVED_FIELDS)}")
+        return value
+
+
+class _Asks(_Step):
+    """A step that talks to a teacher."""
+
     system: str | None = None
-    examples: list[Example] = Field(default_factory=list)
-    parse: Literal["text", "code_block", "json"] = "text"
-    conversation: Literal["new", "continue"] = "new"
     teacher: str = "default"
     temperature: float | None = Field(None, ge=0, le=2)
     max_tokens: int | None = Field(None, ge=1)
+
+    @field_validator("system")
+    @classmethod
+    def _load_system(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return None if value is None else _template_text(value, info)
+
+
+class GenerateStep(_Asks):
+    """One chat turn against a teacher; its (parsed) answer becomes the field named `id`."""
+
+    prompt: str
+    examples: list[Example] = Field(default_factory=list)
+    parse: Literal["text", "code_block", "json"] = "text"
+    conversation: Literal["new", "continue"] = "new"
+    n: int = Field(1, ge=1, le=16, description="samples per incoming sample: each continues the workflow on its own")
     stop: list[str] | None = Field(None, max_length=4, description="stop sequences, e.g. ['\\n\\n'] for one paragraph")
     on_length: Literal["reject", "continue"] = Field(
         "reject", description="an answer cut at max_tokens: reject the seed, or ask the teacher to continue"
@@ -116,17 +137,166 @@ class GenerateStep(Strict):
             raise ValueError("json_schema needs parse: json")
         return self
 
-    @field_validator("id")
+    @field_validator("prompt")
     @classmethod
-    def _identifier(cls, value: str) -> str:
-        if not _IDENTIFIER.match(value) or value in _RESERVED_FIELDS:
-            raise ValueError(f"step id '{value}' must be a Python identifier and not one of {sorted(_RESERVED_FIELDS)}")
-        return value
+    def _load_template(cls, value: str, info: ValidationInfo) -> str:
+        return _template_text(value, info)
 
-    @field_validator("prompt", "system")
+
+class ParseStep(_Step):
+    """Extract structure from an earlier field: a code block, JSON, regex groups, or a
+    `<think>...</think>` reasoning/answer split. Structured results are visible to later
+    templates as `{{ id.name }}`."""
+
+    from_: str = Field(alias="from")
+    parse: Literal["code_block", "json", "regex", "think"]
+    pattern: str | None = Field(None, description="with parse: regex, named groups become sub-fields")
+    json_schema: dict[str, Any] | None = None
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _options_match(self) -> ParseStep:
+        if (self.parse == "regex") != (self.pattern is not None):
+            raise ValueError("pattern is needed with parse: regex, and only there")
+        if self.pattern is not None:
+            try:
+                compiled = re.compile(self.pattern, re.DOTALL)
+            except re.error as exc:
+                raise ValueError(f"pattern is not a valid regular expression: {exc}") from None
+            if not compiled.groupindex:
+                raise ValueError("pattern needs named groups, e.g. (?P<question>...)")
+        if self.json_schema is not None and self.parse != "json":
+            raise ValueError("json_schema needs parse: json")
+        return self
+
+    @property
+    def sub_fields(self) -> list[str]:
+        if self.parse == "regex":
+            return list(re.compile(self.pattern, re.DOTALL).groupindex)
+        return ["reasoning", "answer"] if self.parse == "think" else []
+
+
+class ValidateStep(_Step):
+    """Run validators now; a failure rejects the sample with the validator's evidence."""
+
+    validate_: list[str] = Field(alias="validate", min_length=1)
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @field_validator("validate_", mode="before")
     @classmethod
-    def _load_template(cls, value: str | None, info: ValidationInfo) -> str | None:
-        return None if value is None else _template_text(value, info)
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
+DEFAULT_REVISE_PROMPT = """Your previous answer:
+{{ previous }}
+
+It did not pass this check:
+{{ evidence }}
+
+Write the complete corrected answer. Keep the same format as before."""
+
+
+class ReviseStep(_Asks):
+    """Critique-and-revise: while `until` fails, show the teacher the failing evidence and
+    replace the field `revise` with its new answer, at most `max_rounds` times."""
+
+    revise: str
+    until: str = Field(description="a validator, or a judge step, that must pass")
+    max_rounds: int = Field(ge=1, le=10, description="every revise loop needs this bound on its rounds")
+    prompt: str = DEFAULT_REVISE_PROMPT
+    parse: Literal["text", "code_block", "json"] | None = Field(None, description="default: the revised step's parse")
+
+    @field_validator("prompt")
+    @classmethod
+    def _load_template(cls, value: str, info: ValidationInfo) -> str:
+        return _template_text(value, info)
+
+
+DEFAULT_JUDGE_PROMPT = """Grade the following text.
+
+Rubric: {{ rubric }}
+
+Text:
+{{ text }}
+
+Reply with JSON only: {"score": <a number from {{ low }} to {{ high }}>, "rationale": "<one sentence>"}"""
+
+
+class JudgeStep(_Asks):
+    """Score a field against a rubric; the score and rationale become the field `id`."""
+
+    judge: str
+    rubric: str
+    scale: tuple[int, int] = (1, 10)
+    min_score: float | None = Field(None, description="a lower score rejects the sample")
+    must_exceed: str | None = Field(None, description="an earlier judge step whose score this one must beat")
+    prompt: str = DEFAULT_JUDGE_PROMPT
+    temperature: float | None = Field(0.0, ge=0, le=2)
+    max_tokens: int | None = Field(160, ge=1)
+
+    @field_validator("rubric", "prompt")
+    @classmethod
+    def _load_template(cls, value: str, info: ValidationInfo) -> str:
+        return _template_text(value, info)
+
+    @model_validator(mode="after")
+    def _scale(self) -> JudgeStep:
+        low, high = self.scale
+        if low >= high:
+            raise ValueError("scale must be [low, high] with low < high")
+        if self.min_score is not None and not low <= self.min_score <= high:
+            raise ValueError(f"min_score {self.min_score} is outside the scale [{low}, {high}]")
+        return self
+
+
+_STEP_KEYS = {"revise": "revise", "judge": "judge", "validate": "validate", "from": "parse"}
+
+
+def _step_kind(value: Any) -> str:
+    if isinstance(value, BaseModel):
+        return "<" + {GenerateStep: "generate", ParseStep: "parse", ValidateStep: "validate", ReviseStep: "revise",
+                      JudgeStep: "judge"}[type(value)] + ">"
+    if isinstance(value, dict):
+        for key, kind in _STEP_KEYS.items():
+            if key in value:
+                return f"<{kind}>"
+    return "<generate>"
+
+
+# Tags are bracketed so they never collide with a key: error locations drop them.
+Step = Annotated[
+    Union[
+        Annotated[GenerateStep, Tag("<generate>")],
+        Annotated[ParseStep, Tag("<parse>")],
+        Annotated[ValidateStep, Tag("<validate>")],
+        Annotated[ReviseStep, Tag("<revise>")],
+        Annotated[JudgeStep, Tag("<judge>")],
+    ],
+    Discriminator(_step_kind),
+]
+
+
+class ExecValidator(Strict):
+    """Run the code in a field in the sandbox, against the tests in another field."""
+
+    kind: Literal["exec"] = "exec"
+    code: str
+    tests: str | None = None
+    language: Literal["python"] = "python"
+    timeout_s: float = Field(10.0, gt=0, le=600)
+    memory_mb: int = Field(512, ge=32)
+
+
+Validator = Annotated[Union[ExecValidator], Field(discriminator="kind")]
+
+
+class Sandbox(Strict):
+    backend: Literal["auto", "bwrap", "docker", "process"] = "auto"
+    slots: int = Field(1, ge=1, le=64, description="warm sandbox agents per worker")
+    image: str | None = Field(None, description="docker image (default synthgen-sandbox:bookworm)")
 
 
 class Message(Strict):
@@ -156,10 +326,23 @@ class Workflow(Strict):
     seeds: SeedSource
     teacher: Teacher | None = None
     teachers: dict[str, Teacher] = Field(default_factory=dict)
-    steps: list[GenerateStep] = Field(min_length=1)
+    steps: list[Step] = Field(min_length=1)
+    validators: dict[str, Validator] = Field(
+        default_factory=dict, description="named checks; each runs on every sample before it is accepted"
+    )
+    sandbox: Sandbox = Field(default_factory=Sandbox)
     messages: list[Message] = Field(min_length=1)
     output: Output = Field(default_factory=Output)
     runtime: Runtime = Field(default_factory=Runtime)
+
+    @field_validator("validators", mode="before")
+    @classmethod
+    def _kind_from_name(cls, value: Any) -> Any:
+        """`exec: {code: solution}` means kind exec; other names say `kind:` themselves."""
+        if isinstance(value, dict):
+            return {name: {"kind": name, **spec} if isinstance(spec, dict) and "kind" not in spec else spec
+                    for name, spec in value.items()}
+        return value
 
     @model_validator(mode="after")
     def _references(self) -> Workflow:
@@ -170,21 +353,19 @@ class Workflow(Strict):
             self.teacher = None
         if not self.teachers:
             self.teachers = {"default": Teacher()}
+        later = {step.id for step in self.steps}
         known = {SEED_VARIABLE}
+        judges: set[str] = set()
         for index, step in enumerate(self.steps):
             where = f"steps[{index}]"
             if step.id in known:
                 raise ValueError(f"{where}.id: duplicate step id '{step.id}'")
-            if step.teacher not in self.teachers:
-                raise ValueError(f"{where}.teacher: unknown teacher '{step.teacher}'; valid: {', '.join(self.teachers)}")
-            if step.conversation == "continue" and index == 0:
-                raise ValueError(f"{where}.conversation: the first step has no conversation to continue")
-            for label, template in (("prompt", step.prompt), ("system", step.system)):
-                _check_names(template, known, f"{where}.{label}")
-            for number, example in enumerate(step.examples):
-                _check_names(example.user, known, f"{where}.examples[{number}].user")
-                _check_names(example.assistant, known, f"{where}.examples[{number}].assistant")
+            _StepCheck(self, where, known, later).check(step, index, judges)
             known.add(step.id)
+            if isinstance(step, JudgeStep):
+                judges.add(step.id)
+        for name, validator in self.validators.items():
+            _check_validator_fields(validator, known, f"validators.{name}")
         for index, message in enumerate(self.messages):
             _check_names(message.content, known, f"messages[{index}].content")
         return self
@@ -195,12 +376,72 @@ class Workflow(Strict):
 
     @property
     def workflow_hash(self) -> str:
-        """Hash of what decides the generated content: steps and messages with the text of every
-        template, and the teachers' model and sampling. Paths, limits and concurrency are left
-        out so that resuming with other ones stays the same run."""
-        content = self.model_dump(include={"name", "steps", "messages"})
+        """Hash of what decides the generated content: steps, validators and messages with the
+        text of every template, and the teachers' model and sampling. Paths, limits and
+        concurrency are left out so that resuming with other ones stays the same run."""
+        content = self.model_dump(include={"name", "steps", "messages", "validators"})
         content["teachers"] = {name: t.model_dump(include=_GENERATION_KNOBS) for name, t in self.teachers.items()}
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class _StepCheck:
+    """Cross-step checks: every reference points at something that exists earlier."""
+
+    def __init__(self, workflow: Workflow, where: str, known: set[str], later: set[str]):
+        self.workflow, self.where, self.known, self.later = workflow, where, known, later
+
+    def field(self, name: str, key: str) -> None:
+        if name in self.known and name != SEED_VARIABLE:
+            return
+        fields = ", ".join(sorted(self.known - {SEED_VARIABLE})) or "none yet"
+        problem = "is produced by this or a later step (a cycle)" if name in self.later else "is not a step id"
+        raise ValueError(f"{self.where}.{key}: '{name}' {problem}; fields available here: {fields}")
+
+    def check(self, step: Any, index: int, judges: set[str]) -> None:
+        where, known = self.where, self.known
+        if isinstance(step, _Asks):
+            if step.teacher not in self.workflow.teachers:
+                raise ValueError(f"{where}.teacher: unknown teacher '{step.teacher}'; valid: {', '.join(self.workflow.teachers)}")
+            _check_names(step.system, known, f"{where}.system")
+        if isinstance(step, GenerateStep):
+            if step.conversation == "continue" and not any(isinstance(s, GenerateStep) for s in self.workflow.steps[:index]):
+                raise ValueError(f"{where}.conversation: no earlier generate step has a conversation to continue")
+            _check_names(step.prompt, known, f"{where}.prompt")
+            for number, example in enumerate(step.examples):
+                _check_names(example.user, known, f"{where}.examples[{number}].user")
+                _check_names(example.assistant, known, f"{where}.examples[{number}].assistant")
+        elif isinstance(step, ParseStep):
+            self.field(step.from_, "from")
+        elif isinstance(step, ValidateStep):
+            for name in step.validate_:
+                self.validator(name, "validate")
+        elif isinstance(step, ReviseStep):
+            self.field(step.revise, "revise")
+            if step.until not in judges:
+                self.validator(step.until, "until", judges)
+            _check_names(step.prompt, known | {"previous", "evidence", "round"}, f"{where}.prompt")
+        elif isinstance(step, JudgeStep):
+            self.field(step.judge, "judge")
+            if step.must_exceed is not None and step.must_exceed not in judges:
+                raise ValueError(f"{where}.must_exceed: '{step.must_exceed}' is not an earlier judge step; "
+                                 f"earlier judge steps: {', '.join(sorted(judges)) or 'none'}")
+            _check_names(step.rubric, known, f"{where}.rubric")
+            _check_names(step.prompt, known | {"rubric", "text", "low", "high"}, f"{where}.prompt")
+
+    def validator(self, name: str, key: str, judges: set[str] = frozenset()) -> None:
+        validators = self.workflow.validators
+        if name not in validators:
+            choices = sorted(validators) + sorted(judges)
+            raise ValueError(f"{self.where}.{key}: unknown validator '{name}'; valid: {', '.join(choices) or 'none defined (add validators:)'}")
+        _check_validator_fields(validators[name], self.known, f"{self.where}.{key}")
+
+
+def _check_validator_fields(validator: Any, known: set[str], where: str) -> None:
+    for key in ("code", "tests"):
+        name = getattr(validator, key, None)
+        if name is not None and name not in known:
+            raise ValueError(f"{where}: validator field {key}: '{name}' is not produced before this point; "
+                             f"fields available: {', '.join(sorted(known - {SEED_VARIABLE})) or 'none'}")
 
 
 def _resolve_path(value: str, info: ValidationInfo) -> Path:

@@ -35,7 +35,8 @@ class Turn(BaseModel):
     """Lineage of one teacher call."""
 
     step: str
-    purpose: str = "answer"  # answer | continuation | repair
+    purpose: str = "answer"  # answer | continuation | repair | revise | judge
+    round: int = 0  # revision round (0: before any revision)
     teacher: str
     model: str
     prompt_hash: str

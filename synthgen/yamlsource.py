@@ -98,20 +98,28 @@ def validate(model: type[BaseModel], source: LocatedYaml, context: dict[str, Any
     try:
         return model.model_validate(source.data, context=context)
     except ValidationError as exc:
-        raise UserError(describe_error(model, source, exc.errors()[0])) from None
+        errors = exc.errors()
+        # A misspelt key also shows up as a missing one: name the misspelling first.
+        first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+        raise UserError(describe_error(model, source, first)) from None
 
 
 def describe_error(model: type[BaseModel], source: LocatedYaml, error: dict[str, Any]) -> str:
-    loc: Loc = tuple(error["loc"])
+    tagged: Loc = tuple(error["loc"])
+    # Union members are tagged "<kind>" in error locations; the YAML has no such level.
+    loc: Loc = tuple(part for part in tagged if not (isinstance(part, str) and part.startswith("<")))
     dotted = _dotted(loc)
     kind = error["type"]
     if kind == "extra_forbidden":
-        parent = _model_at(model, loc[:-1])
-        valid = ", ".join(parent.model_fields) if parent else "?"
+        parent = _model_at(model, tagged[:-1])
+        valid = ", ".join(_keys_of(parent)) if parent else "?"
         where_in = f" in {_dotted(loc[:-1])}" if loc[:-1] else ""
         return f"{source.where(loc)}: unknown key '{loc[-1]}'{where_in}; valid keys: {valid}"
     if kind == "missing":
-        return f"{source.where(loc[:-1])}: missing required key '{dotted}'"
+        parent = _model_at(model, tagged[:-1])
+        field = parent.model_fields.get(str(loc[-1])) if parent else None
+        why = f" ({field.description})" if field is not None and field.description else ""
+        return f"{source.where(loc[:-1])}: missing required key '{dotted}'{why}"
     message = error["msg"]
     if message.startswith("Value error, "):
         message = message[len("Value error, "):]
@@ -127,6 +135,13 @@ def describe_error(model: type[BaseModel], source: LocatedYaml, error: dict[str,
 
 
 _NAMED_PLACE = re.compile(r"^([A-Za-z_]\w*(?:\[\d+\]|\.[A-Za-z_]\w*)*): ")
+
+
+def _keys_of(model: type[BaseModel]) -> list[str]:
+    """A model's keys as YAML spells them, its own before inherited ones (`id` first)."""
+    own = set(model.__dict__.get("__annotations__", {}))
+    names = sorted(model.model_fields, key=lambda n: (n != "id", n not in own))
+    return [model.model_fields[n].alias or n for n in names]
 
 
 def _parse_dotted(text: str) -> Loc:
@@ -151,6 +166,8 @@ def _model_at(model: type[BaseModel], loc: Loc) -> type[BaseModel] | None:
 
 
 def _unwrap(annotation: Any, part: str | int) -> Any:
+    if isinstance(part, str) and part.startswith("<"):
+        return _tagged_member(annotation, part)
     model = _first_model(annotation, field=part if isinstance(part, str) else None)
     if isinstance(part, str) and model is not None:
         field = model.model_fields.get(part)
@@ -166,6 +183,17 @@ def _unwrap(annotation: Any, part: str | int) -> Any:
             found = _unwrap(arg, part)
             if found is not None:
                 return found
+    return None
+
+
+def _tagged_member(annotation: Any, tag: str) -> Any:
+    """The member of a tagged union (`Annotated[X, Tag(tag)]`) that carries `tag`."""
+    for arg in typing.get_args(annotation):
+        if any(getattr(meta, "tag", None) == tag for meta in getattr(arg, "__metadata__", ())):
+            return typing.get_args(arg)[0]
+        found = _tagged_member(arg, tag) if typing.get_args(arg) else None
+        if found is not None:
+            return found
     return None
 
 

@@ -1,4 +1,5 @@
-"""Turn a teacher's raw answer into a field: plain text, a fenced code block, or JSON."""
+"""Turn a teacher's raw answer into a field: plain text, a fenced code block, JSON, regex groups,
+a `<think>` reasoning/answer split, or a judge's score."""
 
 from __future__ import annotations
 
@@ -58,3 +59,49 @@ def json_value(text: str) -> object:
         except json.JSONDecodeError:
             continue
     raise ParseError("no valid JSON object or array in the answer")
+
+
+_THINK = re.compile(r"<think>(.*?)(?:</think>|\Z)(.*)", re.DOTALL)
+
+
+def regex_groups(text: str, pattern: str) -> dict[str, str]:
+    match = re.search(pattern, text, re.DOTALL)
+    if match is None:
+        raise ParseError(f"the pattern {pattern!r} does not match")
+    return {name: (value or "").strip() for name, value in match.groupdict().items()}
+
+
+def think_split(text: str) -> dict[str, str]:
+    """`<think>reasoning</think> answer` into its two parts; both must be non-empty."""
+    match = _THINK.search(text)
+    if match is None:
+        raise ParseError("no <think>...</think> block")
+    reasoning, answer = match.group(1).strip(), match.group(2).strip()
+    if not reasoning or not answer:
+        raise ParseError("empty reasoning or answer around <think>...</think>")
+    return {"reasoning": reasoning, "answer": answer}
+
+
+_SCORE_WORD = re.compile(r"score\W{0,5}(-?\d+(?:\.\d+)?)", re.IGNORECASE)
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+def judge_score(text: str, low: float, high: float) -> tuple[float, str]:
+    """A grader's score and rationale: JSON `{"score", "rationale"}` when given, else a
+    `score: N` phrase, else the first number in the scale (small teachers rarely keep to JSON)."""
+    try:
+        value = json_value(text)
+    except ParseError:
+        value = None
+    if isinstance(value, dict) and isinstance(value.get("score"), (int, float, str)):
+        try:
+            score = float(value["score"])
+        except ValueError:
+            score = None
+        if score is not None and low <= score <= high:
+            return score, str(value.get("rationale", "")).strip()
+    for finder in (_SCORE_WORD.findall, _NUMBER.findall):
+        for candidate in finder(text):
+            if low <= float(candidate) <= high:
+                return float(candidate), text.strip()
+    raise ParseError(f"no score between {low:g} and {high:g} in the answer")

@@ -1,153 +1,164 @@
 """The step runner: one seed through a workflow's steps to records or rejects.
 
-Every way a seed can fail inside the engine ends as a `Reject` with the stage and reason, except
-an unreachable teacher, which leaves the seed unsettled so that the next run tries it again."""
+A seed starts as one sample; a step with `n > 1` forks every sample reaching it into n that go
+on independently (sample indexes stay distinct and deterministic). Every way a sample can fail
+inside the engine ends as a `Reject` with the stage and reason, except an unreachable teacher,
+which leaves the whole seed unsettled so that the next run tries it again."""
 
 from __future__ import annotations
 
+import asyncio
 import time
-from dataclasses import dataclass, field
+from typing import Any
 
-from synthgen.config import SEED_VARIABLE, GenerateStep, Workflow
-from synthgen.engine.parsing import ParseError, parse
+from synthgen.config import SEED_VARIABLE, Workflow
 from synthgen.engine.teacher import Completion, TeacherClient, TeacherRefused, TeacherUnavailable
-from synthgen.engine.templates import TemplateError, render
+from synthgen.engine.sample import Sample, StepFailed, render_or_fail
+from synthgen.engine.steps import run_step
+from synthgen.engine.validators import Check, Validator
 from synthgen.records import ChatMessage, Record, Reject, Seed, SeedResult, Turn, content_hash
 
-
 CONTINUE_PROMPT = "Continue exactly where you stopped. Do not repeat anything you already wrote."
-REPAIR_PROMPT = (
-    "Your answer could not be used: {error}. Reply again with only the corrected JSON, nothing else."
-)
-
-
-class StepFailed(Exception):
-    def __init__(self, stage: str, reason: str, raw: str = ""):
-        super().__init__(reason)
-        self.stage, self.reason, self.raw = stage, reason, raw
-
-
-@dataclass
-class _Progress:
-    """What one sample has built so far; kept for the reject when a step fails."""
-
-    fields: dict[str, str] = field(default_factory=dict)
-    turns: list[Turn] = field(default_factory=list)
-    conversation: list[dict[str, str]] = field(default_factory=list)
 
 
 class WorkflowRunner:
-    def __init__(self, workflow: Workflow, teachers: dict[str, TeacherClient], node: str = ""):
+    def __init__(
+        self,
+        workflow: Workflow,
+        teachers: dict[str, TeacherClient],
+        node: str = "",
+        validators: dict[str, Validator] | None = None,
+    ):
         self.workflow = workflow
         self.teachers = teachers
+        self.validators = validators or {}
         self.node = node
         self.workflow_hash = workflow.workflow_hash
 
     async def run(self, seed: Seed) -> SeedResult:
-        state = _Progress()
-        context: dict = {SEED_VARIABLE: seed.model_dump()}
         try:
-            for step in self.workflow.steps:
-                context[step.id] = state.fields[step.id] = await self._generate(step, context, state)
-            messages = [
-                ChatMessage(role=m.role, content=_render(m.content, context, "messages")) for m in self.workflow.messages
-            ]
+            samples = await self._walk(Sample(context={SEED_VARIABLE: seed.model_dump()}), 0)
         except TeacherUnavailable as exc:
             return SeedResult(seed_id=seed.seed_id, settled=False, error=str(exc))
-        except StepFailed as exc:
-            reject = Reject(**self.base_fields(seed, state), stage=exc.stage, reason=exc.reason, raw=exc.raw)
-            return SeedResult(seed_id=seed.seed_id, rejects=[reject])
-        record = Record(**self.base_fields(seed, state), messages=messages)
-        return SeedResult(seed_id=seed.seed_id, records=[record])
+        result = SeedResult(seed_id=seed.seed_id)
+        for sample in sorted(samples, key=lambda s: s.sample_index):
+            if sample.failure is None:
+                try:
+                    messages = [ChatMessage(role=m.role, content=render_or_fail(m.content, sample.context, "messages"))
+                                for m in self.workflow.messages]
+                except StepFailed as exc:
+                    sample.failure = exc
+            if sample.failure is not None:
+                failure = sample.failure
+                result.rejects.append(Reject(**self.base_fields(seed, sample), stage=failure.stage,
+                                             reason=failure.reason, raw=failure.raw))
+            else:
+                result.records.append(Record(**self.base_fields(seed, sample), messages=messages))
+        return result
 
-    def base_fields(self, seed: Seed, state: _Progress | None = None, sample_index: int = 0) -> dict:
+    async def _walk(self, sample: Sample, start: int) -> list[Sample]:
+        steps = self.workflow.steps
+        for position in range(start, len(steps)):
+            step = steps[position]
+            fan_out = getattr(step, "n", 1)
+            if fan_out > 1 and position not in sample.forked_at:
+                branches = [sample.fork(k, fan_out, position) for k in range(fan_out)]
+                nested = await asyncio.gather(*(self._walk(branch, position) for branch in branches))
+                return [leaf for group in nested for leaf in group]
+            try:
+                await run_step(self, step, sample)
+            except StepFailed as exc:
+                sample.failure = exc
+                return [sample]
+        try:
+            for name in self.validators:  # the final gate: every validator, on the final fields
+                await self.require(name, sample)
+        except StepFailed as exc:
+            sample.failure = exc
+        return [sample]
+
+    # -- services the steps use ----------------------------------------------------------------
+    async def check(self, name: str, sample: Sample) -> Check:
+        """Run a validator unless it already judged these exact field values."""
+        validator = self.validators[name]
+        fingerprint = content_hash(*(sample.fields.get(f, "") for f in validator.fields))
+        previous = sample.checked.get(name)
+        if previous is not None and previous[0] == fingerprint:
+            return previous[1]
+        try:
+            result = await validator.check(sample.context)
+        except Exception as exc:  # noqa: BLE001 - a broken validator rejects with its reason, never the run
+            raise StepFailed(f"validate:{name}", f"validator error: {type(exc).__name__}: {exc}") from None
+        sample.checked[name] = (fingerprint, result)
+        sample.verdict(name, result)
+        return result
+
+    async def require(self, name: str, sample: Sample) -> None:
+        result = await self.check(name, sample)
+        if not result.passed:
+            raise StepFailed(f"validate:{name}", f"{name}: {result.detail}", result.evidence)
+
+    async def ask(
+        self, step: Any, sample: Sample, purpose: str, *, stop: list[str] | None = None, on_length: str = "reject",
+        max_continuations: int = 2, response_format: dict | None = None, round_number: int = 0,
+    ) -> str:
+        """One answer to the sample's conversation, continued while it is cut at max_tokens if
+        allowed; the conversation keeps the whole answer as one assistant message."""
+        teacher = self.teachers[step.teacher]
+        base = len(sample.conversation)
+        pieces: list[str] = []
+        for continuation in range(max_continuations + 1):
+            try:
+                completion = await teacher.chat(
+                    sample.conversation,
+                    temperature=step.temperature,
+                    max_tokens=step.max_tokens,
+                    stop=stop,
+                    response_format=response_format,
+                    sample_index=sample.sample_index,
+                )
+            except TeacherRefused as exc:
+                raise StepFailed(step.id, f"teacher refused: {exc}", "".join(pieces)) from None
+            kind = "continuation" if continuation else purpose
+            sample.turns.append(_turn(step.id, kind, teacher.name, completion, round_number))
+            pieces.append(completion.text)
+            if completion.finish_reason != "length":
+                break
+            if on_length == "reject":
+                raise StepFailed(step.id, "answer truncated (finish_reason=length); raise max_tokens", "".join(pieces))
+            sample.conversation.append({"role": "assistant", "content": completion.text})
+            sample.conversation.append({"role": "user", "content": CONTINUE_PROMPT})
+        else:
+            raise StepFailed(step.id, f"answer still truncated after {max_continuations} continuations", "".join(pieces))
+        text = "".join(pieces)
+        del sample.conversation[base:]
+        sample.conversation.append({"role": "assistant", "content": text})
+        return text
+
+    def base_fields(self, seed: Seed, sample: Sample | None = None) -> dict:
         """The identity and lineage every record or reject of this seed carries."""
-        state = state or _Progress()
-        models = sorted({turn.model for turn in state.turns})
+        sample = sample or Sample(context={})
+        models = sorted({turn.model for turn in sample.turns})
         return {
-            "record_id": content_hash(self.workflow_hash, seed.seed_id, str(sample_index)),
+            "record_id": content_hash(self.workflow_hash, seed.seed_id, str(sample.sample_index)),
             "seed_id": seed.seed_id,
-            "sample_index": sample_index,
+            "sample_index": sample.sample_index,
             "workflow": self.workflow.name,
             "workflow_hash": self.workflow_hash,
-            "fields": dict(state.fields),
-            "turns": list(state.turns),
+            "fields": dict(sample.fields),
+            "turns": list(sample.turns),
+            "verdicts": list(sample.verdicts.values()),
             "teacher_model": ",".join(models),
             "created_at": time.time(),
             "node": self.node,
         }
 
-    async def _generate(self, step: GenerateStep, context: dict, state: _Progress) -> str:
-        prompt = _render(step.prompt, context, step.id)
-        if step.conversation == "new":
-            state.conversation = []
-            if step.system:
-                state.conversation.append({"role": "system", "content": _render(step.system, context, step.id)})
-            for example in step.examples:
-                state.conversation.append({"role": "user", "content": _render(example.user, context, step.id)})
-                state.conversation.append({"role": "assistant", "content": _render(example.assistant, context, step.id)})
-        state.conversation.append({"role": "user", "content": prompt})
-        text = await self._ask(step, state, "answer")
-        try:
-            return parse(step.parse, text, step.json_schema)
-        except ParseError as exc:
-            if step.parse != "json":
-                raise StepFailed(step.id, f"parse ({step.parse}): {exc}", text) from None
-            first_error = exc
-        # One repair request that shows the teacher its own parse error.
-        state.conversation.append({"role": "user", "content": REPAIR_PROMPT.format(error=first_error)})
-        text = await self._ask(step, state, "repair")
-        try:
-            return parse(step.parse, text, step.json_schema)
-        except ParseError as exc:
-            raise StepFailed(step.id, f"parse (json): {exc} (after one repair request)", text) from None
 
-    async def _ask(self, step: GenerateStep, state: _Progress, purpose: str) -> str:
-        """One answer, continued while it is cut at max_tokens if the step allows; the
-        conversation keeps the whole answer as one assistant message."""
-        teacher = self.teachers[step.teacher]
-        base = len(state.conversation)
-        pieces: list[str] = []
-        for continuation in range(step.max_continuations + 1):
-            try:
-                completion = await teacher.chat(
-                    state.conversation,
-                    temperature=step.temperature,
-                    max_tokens=step.max_tokens,
-                    stop=step.stop,
-                    response_format=self._response_format(step),
-                )
-            except TeacherRefused as exc:
-                raise StepFailed(step.id, f"teacher refused: {exc}", "".join(pieces)) from None
-            state.turns.append(_turn(step.id, "continuation" if continuation else purpose, teacher.name, completion))
-            pieces.append(completion.text)
-            if completion.finish_reason != "length":
-                break
-            if step.on_length == "reject":
-                raise StepFailed(step.id, "answer truncated (finish_reason=length); raise max_tokens", "".join(pieces))
-            state.conversation.append({"role": "assistant", "content": completion.text})
-            state.conversation.append({"role": "user", "content": CONTINUE_PROMPT})
-        else:
-            raise StepFailed(
-                step.id, f"answer still truncated after {step.max_continuations} continuations", "".join(pieces)
-            )
-        text = "".join(pieces)
-        del state.conversation[base:]
-        state.conversation.append({"role": "assistant", "content": text})
-        return text
-
-    def _response_format(self, step: GenerateStep) -> dict | None:
-        if step.parse != "json" or not self.teachers[step.teacher].config.structured_output:
-            return None
-        if step.json_schema is None:
-            return {"type": "json_object"}
-        return {"type": "json_schema", "json_schema": {"name": step.id, "schema": step.json_schema}}
-
-
-def _turn(step: str, purpose: str, teacher: str, completion: Completion) -> Turn:
+def _turn(step: str, purpose: str, teacher: str, completion: Completion, round_number: int) -> Turn:
     return Turn(
         step=step,
         purpose=purpose,
+        round=round_number,
         teacher=teacher,
         model=completion.model,
         prompt_hash=completion.prompt_hash,
@@ -158,10 +169,3 @@ def _turn(step: str, purpose: str, teacher: str, completion: Completion) -> Turn
         finish_reason=completion.finish_reason,
         retries=completion.retries,
     )
-
-
-def _render(template: str, context: dict, stage: str) -> str:
-    try:
-        return render(template, context)
-    except TemplateError as exc:
-        raise StepFailed(stage, f"template: {exc}") from None

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from synthgen.config import EMBEDDED, Workflow
 from synthgen.embedded_teacher import EmbeddedTeacher
+from synthgen.engine.sandbox import SandboxUnavailable, open_sandbox
 from synthgen.engine.teacher import probe
 from synthgen.errors import UserError
 from synthgen.inspection import connect, summarize
@@ -63,6 +64,7 @@ def run(workflow: Workflow, *, address: str | None = None, progress_interval_s: 
             api_keys = {name: key for name, t in workflow.teachers.items() if (key := os.environ.get(t.api_key_env))}
             for name, teacher in workflow.teachers.items():
                 probe(name, teacher, api_keys.get(name))
+            _probe_sandbox(workflow)
             stack.enter_context(ray_session(address))
             _stream(workflow, pending, api_keys, writer, out, report, progress_interval_s)
     report.elapsed_s = time.monotonic() - started
@@ -74,6 +76,18 @@ def run(workflow: Workflow, *, address: str | None = None, progress_interval_s: 
         report.message = f"{len(report.unsettled)} seeds could not reach the teacher ({first_error}); rerun to resume"
     write_manifest(out, workflow, seed_set, report)
     return report
+
+
+def _probe_sandbox(workflow: Workflow) -> None:
+    """Fail in a second, before Ray starts, when exec validators have no sandbox to run in."""
+    if not any(v.kind == "exec" for v in workflow.validators.values()):
+        return
+    config = workflow.sandbox
+    try:
+        with open_sandbox(config.backend, slots=1, image=config.image) as sandbox:
+            sandbox.warm_up()
+    except SandboxUnavailable as exc:
+        raise UserError(f"the workflow's exec validators need a sandbox ({config.backend}): {exc}") from None
 
 
 def _add_costs(summary: dict, workflow: Workflow) -> None:

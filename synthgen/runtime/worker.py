@@ -15,7 +15,9 @@ import pyarrow as pa
 
 from synthgen.config import Teacher, Workflow
 from synthgen.engine.cache import ResponseCache
+from synthgen.engine.sandbox import open_sandbox
 from synthgen.engine.teacher import TeacherClient
+from synthgen.engine.validators import build as build_validators
 from synthgen.engine.workflow import WorkflowRunner
 from synthgen.records import Reject, Seed, SeedResult
 from synthgen.runtime.limiter import LeasedLimiter
@@ -37,6 +39,7 @@ class WorkflowWorker:
         self.cache_dir = cache_dir
         self.limiter = limiter
         self._runner: WorkflowRunner | None = None
+        self._sandbox = None
 
     def _build_runner(self) -> WorkflowRunner:
         # Built on first call, inside the actor's event loop, which owns the HTTP connections.
@@ -47,7 +50,14 @@ class WorkflowWorker:
             name: TeacherClient(name, config, cache, self.api_keys.get(name), self._leases(name, config))
             for name, config in self.workflow.teachers.items()
         }
-        return WorkflowRunner(self.workflow, teachers, node=ray.get_runtime_context().get_node_id())
+        validators = build_validators(self.workflow.validators, self._open_sandbox)
+        return WorkflowRunner(self.workflow, teachers, node=ray.get_runtime_context().get_node_id(), validators=validators)
+
+    def _open_sandbox(self):
+        if self._sandbox is None:
+            config = self.workflow.sandbox
+            self._sandbox = open_sandbox(config.backend, slots=config.slots, image=config.image)
+        return self._sandbox
 
     def _leases(self, name: str, config: Teacher) -> LeasedLimiter | None:
         if self.limiter is None or not (config.requests_per_minute or config.tokens_per_minute):

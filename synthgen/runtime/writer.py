@@ -34,6 +34,7 @@ _TURN = pa.struct(
     [
         ("step", pa.string()),
         ("purpose", pa.string()),
+        ("round", pa.int32()),
         ("teacher", pa.string()),
         ("model", pa.string()),
         ("prompt_hash", pa.string()),
