@@ -14,7 +14,7 @@ from pathlib import Path
 from synthgen.errors import UserError
 
 EXIT_OK, EXIT_USER, EXIT_PARTIAL, EXIT_INTERNAL = 0, 1, 2, 3
-DEMO_SLICES = {"instruction_reversal": 6, "rewrite_augment": 6, "self_revision": 6}
+DEMO_SLICES = {"instruction_reversal": 6, "rewrite_augment": 6, "self_revision": 6, "textbook": 6}
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -6,7 +6,8 @@ sample; it sets the step's field on the sample or raises StepFailed with stage a
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from synthgen.config import GenerateStep, JudgeStep, ParseStep, ReviseStep, ValidateStep
@@ -65,6 +66,18 @@ def _ask_options(runner, step, kind: str) -> dict:
     return options
 
 
+@contextlib.contextmanager
+def _side_conversation(sample: Sample, system: str | None, stage: str) -> Iterator[None]:
+    """Graders and revisers talk in a conversation of their own: a later `continue` step picks
+    up the main one where it was."""
+    main = sample.conversation
+    sample.conversation = _opening(system, sample, stage)
+    try:
+        yield
+    finally:
+        sample.conversation = main
+
+
 def _opening(system: str | None, sample: Sample, stage: str) -> list[dict[str, str]]:
     return [{"role": "system", "content": render_or_fail(system, sample.context, stage)}] if system else []
 
@@ -111,9 +124,9 @@ async def revise(runner, step: ReviseStep, sample: Sample) -> None:
             )
         context = {**sample.context, "previous": sample.fields[step.revise], "evidence": outcome.evidence or outcome.detail,
                    "round": round_number + 1}
-        sample.conversation = _opening(step.system, sample, step.id)
-        sample.conversation.append({"role": "user", "content": render_or_fail(step.prompt, context, step.id)})
-        sample.set(step.revise, await _answer(runner, step, sample, kind, "revise", round_number + 1))
+        with _side_conversation(sample, step.system, step.id):
+            sample.conversation.append({"role": "user", "content": render_or_fail(step.prompt, context, step.id)})
+            sample.set(step.revise, await _answer(runner, step, sample, kind, "revise", round_number + 1))
 
 
 def _parse_of(runner, field: str) -> str:
@@ -145,9 +158,9 @@ async def _score(runner, step: JudgeStep, sample: Sample, round_number: int = 0)
     low, high = step.scale
     rubric = render_or_fail(step.rubric, sample.context, step.id)
     context = {**sample.context, "rubric": rubric, "text": sample.fields[step.judge], "low": low, "high": high}
-    sample.conversation = _opening(step.system or JUDGE_SYSTEM, sample, step.id)
-    sample.conversation.append({"role": "user", "content": render_or_fail(step.prompt, context, step.id)})
-    text = await runner.ask(step, sample, "judge", round_number=round_number)
+    with _side_conversation(sample, step.system or JUDGE_SYSTEM, step.id):
+        sample.conversation.append({"role": "user", "content": render_or_fail(step.prompt, context, step.id)})
+        text = await runner.ask(step, sample, "judge", round_number=round_number)
     try:
         score, rationale = judge_score(text, low, high)
     except ParseError as exc:

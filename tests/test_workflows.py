@@ -1,0 +1,246 @@
+"""The workflow engine on plain asyncio: the built-in workflows, fan-out, the revise loop, parse
+failures and judges, against the scripted teacher over real HTTP and the real sandbox."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from pathlib import Path
+
+import pytest
+from conftest import REPO, synthgen_cli
+
+from synthgen.config import load_workflow
+from synthgen.engine.sandbox import open_sandbox
+from synthgen.engine.teacher import TeacherClient
+from synthgen.engine.validators import build as build_validators
+from synthgen.engine.workflow import WorkflowRunner
+from synthgen.scripted_teacher import Reply, ScriptedTeacher
+from synthgen.seeds import load_seeds
+
+WORKFLOWS = REPO / "workflows"
+BUGGY = "```python\ndef add(a, b):\n    return a - b\n```"
+FIXED = "```python\ndef add(a, b):\n    return a + b\n```"
+TESTS = "```python\ndef test_small():\n    assert add(1, 2) == 3\n\ndef test_zero():\n    assert add(0, 0) == 0\n```"
+
+
+def builtin_responder(messages: list[dict]) -> Reply | str:
+    """Answers each built-in prompt in the format the workflow expects."""
+    last = messages[-1]["content"]
+    system = messages[0]["content"] if messages[0]["role"] == "system" else ""
+    if "Write the task for this code" in last:
+        return "Write a Python function `add(a, b)` that returns the sum of a and b."
+    if "Running it against the tests gave" in last:
+        return FIXED
+    if "Write 3 unit tests" in last:
+        return TESTS
+    if "Reply with the complete function" in last:
+        return BUGGY
+    if "Reply with JSON only" in last:
+        return '{"score": 8, "rationale": "clear"}' if "REVISED" in last else '{"score": 4, "rationale": "thin"}'
+    if "Write one new question" in last:
+        return "Q: Why is the sky blue?\nA: Air scatters blue light more than red light."
+    if "retell it as a short dialogue" in last:
+        return "Student: Why?\nTeacher: Because.\nStudent: Oh.\nTeacher: Yes."
+    if "improved final answer" in last:
+        return "REVISED answer."
+    if "what your answer above got wrong" in last:
+        return "- too short"
+    if "two exercises" in last:
+        return "Exercise: 1+1?\nSolution: 2."
+    if "textbook section" in last:
+        return "Title\n\nParagraph one.\n\nParagraph two. Example: 2+2=4."
+    if "exercise question" in system:
+        return "What is the main idea of the passage?"
+    return "A short answer."
+
+
+def run_engine(workflow, seeds, sandbox_backend: str | None = "bwrap"):
+    """Every seed through the engine, no Ray: what a worker does, in one event loop."""
+
+    async def main():
+        teachers = {name: TeacherClient(name, config, None, None) for name, config in workflow.teachers.items()}
+        pools = []
+
+        def sandbox():
+            pools.append(open_sandbox(sandbox_backend, slots=1))
+            return pools[-1]
+
+        runner = WorkflowRunner(workflow, teachers, validators=build_validators(workflow.validators, sandbox))
+        try:
+            return await asyncio.gather(*(runner.run(seed) for seed in seeds))
+        finally:
+            for teacher in teachers.values():
+                await teacher.close()
+            for pool in pools:
+                pool.close()
+
+    return asyncio.run(main())
+
+
+def builtin(name: str, url: str, limit: int = 2, **overrides):
+    workflow = load_workflow(WORKFLOWS / f"{name}.yaml", teacher_url=url, model="scripted", limit=limit, **overrides)
+    return workflow, load_seeds(workflow.seeds).seeds
+
+
+@pytest.fixture
+def scripted():
+    with ScriptedTeacher(builtin_responder) as server:
+        yield server
+
+
+def test_instruction_reversal_revises_until_the_tests_pass(scripted):
+    workflow, seeds = builtin("instruction_reversal", scripted.url)
+    results = run_engine(workflow, seeds)
+    records = [r for result in results for r in result.records]
+    assert len(records) == len(seeds) and not any(result.rejects for result in results)
+    record = records[0]
+    assert record.fields["solution"] == "def add(a, b):\n    return a + b"
+    assert [(t.step, t.purpose, t.round) for t in record.turns] == [
+        ("instruction", "answer", 0), ("solution", "answer", 0), ("tests", "answer", 0), ("repair", "revise", 1),
+    ]
+    rounds = json.loads(record.fields["repair"])
+    assert [r["passed"] for r in rounds] == [False, True] and "test_small" in rounds[0]["detail"]
+    assert [(v.validator, v.passed) for v in record.verdicts] == [("exec", True)]
+    assert [m.role for m in record.messages] == ["user", "assistant"]
+    assert record.messages[1].content == "```python\ndef add(a, b):\n    return a + b\n```"
+    revise_prompt = next(b for b in scripted.bodies if "Running it against" in b["messages"][-1]["content"])
+    evidence = revise_prompt["messages"][-1]["content"]
+    assert "FAILED test_small" in evidence and "AssertionError" in evidence and "return a - b" in evidence
+
+
+def test_revise_loop_stops_at_max_rounds_with_the_evidence(scripted):
+    scripted.responder = lambda m: BUGGY if "Reply with the complete" in m[-1]["content"] else builtin_responder(m)
+    workflow, seeds = builtin("instruction_reversal", scripted.url, limit=1)
+    [result] = run_engine(workflow, seeds)
+    [reject] = result.rejects
+    assert reject.stage == "revise:repair" and "still failing after 2 revision round(s)" in reject.reason
+    assert "FAILED test_small" in reject.raw
+    assert [t.round for t in reject.turns if t.step == "repair"] == [1, 2]
+    assert [r["passed"] for r in json.loads(reject.fields["repair"])] == [False, False, False]
+
+
+def test_rewrite_augment_builds_a_multi_turn_record(scripted):
+    workflow, seeds = builtin("rewrite_augment", scripted.url)
+    [record] = run_engine(workflow, seeds[:1])[0].records
+    assert [m.role for m in record.messages] == ["user", "assistant"] * 3
+    assert record.messages[4].content == "Why is the sky blue?"
+    assert json.loads(record.fields["qa"]) == {"question": "Why is the sky blue?", "answer": "Air scatters blue light more than red light."}
+    assert [t.step for t in record.turns] == ["exercise", "solution", "discussion", "qa_text"]
+    discussion_request = next(b for b in scripted.bodies if "dialogue" in b["messages"][-1]["content"])
+    roles = [m["role"] for m in discussion_request["messages"]]
+    assert roles == ["system", "user", "assistant", "user"], "the discussion continues the solution's conversation"
+
+
+def test_self_revision_requires_the_judge_score_to_improve(scripted):
+    workflow, seeds = builtin("self_revision", scripted.url)
+    [result] = run_engine(workflow, seeds[:1])
+    [record] = result.records
+    assert json.loads(record.fields["draft_score"])["score"] == 4
+    assert json.loads(record.fields["revised_score"])["score"] == 8
+    assert {v.validator: v.passed for v in record.verdicts} == {"judge:draft_score": True, "judge:revised_score": True}
+    critique_request = next(b for b in scripted.bodies if "got wrong" in b["messages"][-1]["content"])
+    assert [m["role"] for m in critique_request["messages"]][:3] == ["system", "user", "assistant"]
+    assert "Reply with JSON" not in json.dumps(critique_request), "the grader's turn is not in the main conversation"
+
+    scripted.responder = lambda m: '{"score": 4}' if "Reply with JSON" in m[-1]["content"] else builtin_responder(m)
+    [worse] = run_engine(workflow, seeds[1:2])
+    assert worse.rejects[0].stage == "judge:revised_score"
+    assert "does not exceed draft_score's 4" in worse.rejects[0].reason
+
+
+def test_textbook_section_and_exercises(scripted):
+    workflow, seeds = builtin("textbook", scripted.url)
+    records = [r for result in run_engine(workflow, seeds, None) for r in result.records]
+    assert len(records) == 2
+    assert [m.role for m in records[0].messages] == ["user", "assistant", "user", "assistant"]
+    assert records[0].fields["exercises"].startswith("Exercise:")
+
+
+def test_fan_out_gives_n_records_with_distinct_sample_indexes(scripted, tmp_path):
+    path = tmp_path / "fan.yaml"
+    path.write_text(
+        f"""name: fan
+seeds: {{path: {REPO / 'seeds' / 'qa.jsonl'}, kind: qa}}
+teacher: {{base_url: {scripted.url}, model: scripted}}
+steps:
+  - id: answer
+    prompt: "{{{{ seed.meta.question }}}}"
+    n: 3
+messages: [{{role: user, content: "{{{{ seed.meta.question }}}}"}}, {{role: assistant, content: "{{{{ answer }}}}"}}]
+"""
+    )
+    workflow = load_workflow(path, limit=2)
+    results = run_engine(workflow, load_seeds(workflow.seeds).seeds, None)
+    for result in results:
+        assert sorted(r.sample_index for r in result.records) == [0, 1, 2]
+        assert len({r.record_id for r in result.records}) == 3
+    assert sorted(body["seed"] for body in scripted.bodies) == [0, 0, 1, 1, 2, 2], "each sample asks with its own seed"
+
+
+def test_parse_steps_split_think_and_reject_with_the_raw_text(scripted, tmp_path):
+    scripted.responder = lambda m: "<think>2 and 2 make 4</think> 4" if "15%" in m[-1]["content"] else "no tags here"
+    path = tmp_path / "think.yaml"
+    path.write_text(
+        f"""name: think
+seeds: {{path: {REPO / 'seeds' / 'qa.jsonl'}, kind: qa}}
+teacher: {{base_url: {scripted.url}, model: scripted}}
+steps:
+  - id: said
+    prompt: "{{{{ seed.meta.question }}}}"
+  - id: parts
+    from: said
+    parse: think
+messages: [{{role: user, content: "{{{{ seed.meta.question }}}}"}}, {{role: assistant, content: "{{{{ parts.answer }}}}"}}]
+"""
+    )
+    workflow = load_workflow(path)
+    seeds = [s for s in load_seeds(workflow.seeds).seeds if s.meta["question"].startswith(("What is 15", "Why do we see"))]
+    by_question = {seed.seed_id: seed.meta["question"] for seed in seeds}
+    results = {by_question[r.seed_id][:10]: r for r in run_engine(workflow, seeds, None)}
+    [record] = results["What is 15"].records
+    assert json.loads(record.fields["parts"]) == {"reasoning": "2 and 2 make 4", "answer": "4"}
+    assert record.messages[1].content == "4"
+    [reject] = results["Why do we "].rejects
+    assert reject.stage == "parts" and "no <think>" in reject.reason and reject.raw == "no tags here"
+
+
+CHECK_CASES = {
+    "unknown field": ("  - id: b\n    prompt: '{{ nope }}'\n", "steps[1].prompt: template uses unknown field(s) nope"),
+    "cycle": ("  - id: b\n    from: c\n    parse: code_block\n  - id: c\n    prompt: x\n",
+              "steps[1].from: 'c' is produced by this or a later step (a cycle)"),
+    "unknown step": ("  - id: b\n    revise: ghost\n    until: exec\n    max_rounds: 1\n", "steps[1].revise: 'ghost' is not a step id"),
+    "no terminating condition": ("  - id: b\n    revise: a\n    until: exec\n", "missing required key 'steps[1].max_rounds'"),
+    "unknown validator": ("  - id: b\n    revise: a\n    until: lint\n    max_rounds: 1\n", "steps[1].until: unknown validator 'lint'; valid: exec"),
+    "validator field": ("  - id: b\n    validate: exec\n", "steps[1].validate: validator field code: 'code' is not produced before this point"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CHECK_CASES))
+def test_check_names_bad_references(tmp_path, case):
+    steps, expected = CHECK_CASES[case]
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        f"name: bad\nseeds: {{path: {REPO / 'seeds' / 'qa.jsonl'}}}\nsteps:\n  - id: a\n    prompt: hi\n{steps}"
+        "validators:\n  exec: {code: code}\nmessages: [{role: user, content: hi}]\n"
+    )
+    done = synthgen_cli("check", str(path))
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    line = done.stderr.strip()
+    assert re.match(rf"error: {re.escape(str(path))}:\d+: ", line), line
+    assert expected in line, line
+
+
+def test_run_end_to_end_on_ray_with_the_sandbox(ray_local, scripted, tmp_path):
+    out = tmp_path / "out"
+    done = synthgen_cli("run", str(WORKFLOWS / "instruction_reversal.yaml"), "--out", str(out), "--limit", "4",
+                        "--teacher-url", scripted.url, "--model", "scripted")
+    assert done.returncode == 0, done.stderr
+    from synthgen.inspection import connect
+
+    rows = connect(out).execute("SELECT solution, verdicts, repair FROM data").fetchall()
+    assert len(rows) == 4
+    assert all("a + b" in solution and verdicts[0]["passed"] for solution, verdicts, _ in rows)
+    manifest = json.loads((Path(out) / "manifest.json").read_text())
+    assert manifest["seeds"]["settled"] == 4
