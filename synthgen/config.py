@@ -222,7 +222,9 @@ Rubric: {{ rubric }}
 Text:
 {{ text }}
 
-Reply with JSON only: {"score": <a number from {{ low }} to {{ high }}>, "rationale": "<one sentence>"}"""
+Give a score from {{ low }} to {{ high }} and one sentence of reason, in exactly this form:
+Score: <number>
+Reason: <one sentence>"""
 
 
 class JudgeStep(_Asks):

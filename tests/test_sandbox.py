@@ -266,3 +266,10 @@ def test_cli_prints_the_result_as_json(tmp_path):
     assert result["status"] == "failed" and result["tests"][0]["name"] == "test_double"
     missing = synthgen_cli("sandbox", "exec", str(tmp_path / "nope.py"))
     assert missing.returncode == 1 and "nope.py: no such file" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_tests_that_redefine_the_solution_test_the_solution(pool):
+    """A generated tests file often carries its own copy of the function: it must not mask the solution's."""
+    tests = "def add(a, b):\n    return a + b\n\nfrom solution import add\n\ndef test_add():\n    assert add(1, 2) == 3\n"
+    result = pool.run(Job.with_tests("def add(a, b):\n    return a - b\n", tests))
+    assert result.status == "failed" and result.failed_tests == ["test_add"], result

@@ -23,6 +23,7 @@ WORKFLOWS = REPO / "workflows"
 BUGGY = "```python\ndef add(a, b):\n    return a - b\n```"
 FIXED = "```python\ndef add(a, b):\n    return a + b\n```"
 TESTS = "```python\ndef test_small():\n    assert add(1, 2) == 3\n\ndef test_zero():\n    assert add(0, 0) == 0\n```"
+ASSERTS = "```python\nassert add(1, 2) == 3\nassert add(0, 0) == 0\n```"
 
 
 def builtin_responder(messages: list[dict]) -> Reply | str:
@@ -33,12 +34,12 @@ def builtin_responder(messages: list[dict]) -> Reply | str:
         return "Write a Python function `add(a, b)` that returns the sum of a and b."
     if "Running it against the tests gave" in last:
         return FIXED
-    if "Write 3 unit tests" in last:
+    if "Write 3 assert statements" in last:
         return TESTS
     if "Reply with the complete function" in last:
         return BUGGY
-    if "Reply with JSON only" in last:
-        return '{"score": 8, "rationale": "clear"}' if "REVISED" in last else '{"score": 4, "rationale": "thin"}'
+    if "Score: <number>" in last:
+        return "Score: 8\nReason: clear." if "REVISED" in last else '{"score": 4, "rationale": "thin"}'
     if "Write one new question" in last:
         return "Q: Why is the sky blue?\nA: Air scatters blue light more than red light."
     if "retell it as a short dialogue" in last:
@@ -71,8 +72,7 @@ def run_engine(workflow, seeds, sandbox_backend: str | None = "bwrap"):
         try:
             return await asyncio.gather(*(runner.run(seed) for seed in seeds))
         finally:
-            for teacher in teachers.values():
-                await teacher.close()
+            await runner.close()
             for pool in pools:
                 pool.close()
 
@@ -111,12 +111,18 @@ def test_instruction_reversal_revises_until_the_tests_pass(scripted):
 
 
 def test_revise_loop_stops_at_max_rounds_with_the_evidence(scripted):
-    scripted.responder = lambda m: BUGGY if "Reply with the complete" in m[-1]["content"] else builtin_responder(m)
+    def always_buggy(messages):
+        last = messages[-1]["content"]
+        if "Reply with the complete" in last:
+            return BUGGY
+        return ASSERTS if "assert statements" in last else builtin_responder(messages)
+
+    scripted.responder = always_buggy
     workflow, seeds = builtin("instruction_reversal", scripted.url, limit=1)
     [result] = run_engine(workflow, seeds)
     [reject] = result.rejects
     assert reject.stage == "revise:repair" and "still failing after 2 revision round(s)" in reject.reason
-    assert "FAILED test_small" in reject.raw
+    assert "FAILED <module>" in reject.raw and "assert add(1, 2) == 3" in reject.raw
     assert [t.round for t in reject.turns if t.step == "repair"] == [1, 2]
     assert [r["passed"] for r in json.loads(reject.fields["repair"])] == [False, False, False]
 
@@ -142,9 +148,9 @@ def test_self_revision_requires_the_judge_score_to_improve(scripted):
     assert {v.validator: v.passed for v in record.verdicts} == {"judge:draft_score": True, "judge:revised_score": True}
     critique_request = next(b for b in scripted.bodies if "got wrong" in b["messages"][-1]["content"])
     assert [m["role"] for m in critique_request["messages"]][:3] == ["system", "user", "assistant"]
-    assert "Reply with JSON" not in json.dumps(critique_request), "the grader's turn is not in the main conversation"
+    assert "Score: <number>" not in json.dumps(critique_request), "the grader's turn is not in the main conversation"
 
-    scripted.responder = lambda m: '{"score": 4}' if "Reply with JSON" in m[-1]["content"] else builtin_responder(m)
+    scripted.responder = lambda m: '{"score": 4}' if "Score: <number>" in m[-1]["content"] else builtin_responder(m)
     [worse] = run_engine(workflow, seeds[1:2])
     assert worse.rejects[0].stage == "judge:revised_score"
     assert "does not exceed draft_score's 4" in worse.rejects[0].reason
@@ -244,3 +250,25 @@ def test_run_end_to_end_on_ray_with_the_sandbox(ray_local, scripted, tmp_path):
     assert all("a + b" in solution and verdicts[0]["passed"] for solution, verdicts, _ in rows)
     manifest = json.loads((Path(out) / "manifest.json").read_text())
     assert manifest["seeds"]["settled"] == 4
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ('{"score": 7, "rationale": "good"}', (7.0, "good")),
+        ("Score: 6\nReason: clear but short.", (6.0, "clear but short.")),
+        ("I would give it 9 out of 10.", (9.0, "I would give it 9 out of 10.")),
+        ("score = 42, no wait, 3", (3.0, "score = 42, no wait, 3")),
+    ],
+)
+def test_judge_scores_are_read_leniently_within_the_scale(answer, expected):
+    from synthgen.engine.parsing import judge_score
+
+    assert judge_score(answer, 1, 10) == expected
+
+
+def test_judge_answer_without_a_score_in_scale_is_unusable():
+    from synthgen.engine.parsing import ParseError, judge_score
+
+    with pytest.raises(ParseError, match="no score between 1 and 10"):
+        judge_score("It is quite good, 42 of 100 points", 1, 10)

@@ -83,12 +83,14 @@ def think_split(text: str) -> dict[str, str]:
 
 
 _SCORE_WORD = re.compile(r"score\W{0,5}(-?\d+(?:\.\d+)?)", re.IGNORECASE)
+_REASON = re.compile(r"(?:reason|rationale)\W{0,3}(.+)", re.IGNORECASE)
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
 
 def judge_score(text: str, low: float, high: float) -> tuple[float, str]:
     """A grader's score and rationale: JSON `{"score", "rationale"}` when given, else a
-    `score: N` phrase, else the first number in the scale (small teachers rarely keep to JSON)."""
+    `Score: N` line (with a `Reason:` line as rationale), else the first number in the scale
+    (small teachers rarely keep to a format)."""
     try:
         value = json_value(text)
     except ParseError:
@@ -100,8 +102,10 @@ def judge_score(text: str, low: float, high: float) -> tuple[float, str]:
             score = None
         if score is not None and low <= score <= high:
             return score, str(value.get("rationale", "")).strip()
+    reason = _REASON.search(text)
+    rationale = reason.group(1).strip() if reason else text.strip()
     for finder in (_SCORE_WORD.findall, _NUMBER.findall):
         for candidate in finder(text):
             if low <= float(candidate) <= high:
-                return float(candidate), text.strip()
+                return float(candidate), rationale
     raise ParseError(f"no score between {low:g} and {high:g} in the answer")

@@ -56,6 +56,10 @@ class WorkflowRunner:
                 result.records.append(Record(**self.base_fields(seed, sample), messages=messages))
         return result
 
+    async def close(self) -> None:
+        for teacher in self.teachers.values():
+            await teacher.close()
+
     async def _walk(self, sample: Sample, start: int) -> list[Sample]:
         steps = self.workflow.steps
         for position in range(start, len(steps)):

@@ -67,6 +67,10 @@ def configure_ray_data() -> None:
     # Start seeding only once every worker of the pool is up: otherwise the first actor to
     # start takes all the early batches and, on a cluster, one node does the work of all.
     context.wait_for_min_actors_s = 600
+    # Ray Data calls the workers' __del__ on a graceful end only with this (private) switch:
+    # that is where they close their HTTP sessions and sandbox containers.
+    if hasattr(context, "_enable_actor_pool_on_exit_hook"):
+        context._enable_actor_pool_on_exit_hook = True
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     # We turn the bars off on purpose (our own progress lines replace them); no need to say so.
     logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)

@@ -7,6 +7,7 @@ batches in flight; inside a batch all seeds run concurrently, bounded by each te
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import traceback
@@ -40,6 +41,18 @@ class WorkflowWorker:
         self.limiter = limiter
         self._runner: WorkflowRunner | None = None
         self._sandbox = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def __del__(self):
+        """Close teacher sessions on their own loop, and the sandbox (containers do not die with us)."""
+        if self._sandbox is not None:
+            self._sandbox.close()
+        loop, runner = self._loop, self._runner
+        if runner is None or loop is None or not loop.is_running() or _runs_on(loop):
+            return
+        future = asyncio.run_coroutine_threadsafe(runner.close(), loop)
+        with contextlib.suppress(Exception):
+            future.result(timeout=5)
 
     def _build_runner(self) -> WorkflowRunner:
         # Built on first call, inside the actor's event loop, which owns the HTTP connections.
@@ -66,6 +79,7 @@ class WorkflowWorker:
 
     async def __call__(self, batch: pa.Table) -> pa.Table:
         if self._runner is None:
+            self._loop = asyncio.get_running_loop()
             self._runner = self._build_runner()
         seeds = [Seed(**{**row, "meta": json.loads(row["meta"])}) for row in batch.to_pylist()]
         results = await asyncio.gather(*(self._run_one(seed) for seed in seeds))
@@ -85,3 +99,10 @@ class WorkflowWorker:
             base = self._runner.base_fields(seed)
             reason = f"internal error: {type(exc).__name__}: {exc}"[:500]
             return SeedResult(seed_id=seed.seed_id, rejects=[Reject(**base, stage="internal", reason=reason)])
+
+
+def _runs_on(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
