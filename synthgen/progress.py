@@ -37,6 +37,11 @@ class Progress:
                     self.requests += 1
                     self.tokens_out += turn.tokens_out
 
+    def absorb(self, counts: dict[str, int]) -> None:
+        """Counts reported live by the workers, ahead of the results the driver has received."""
+        for key in ("done", "records", "rejects", "unsettled", "requests", "tokens_out"):
+            setattr(self, key, max(getattr(self, key), counts.get(key, 0)))
+
     def maybe_log(self) -> None:
         if time.monotonic() - self._last_log >= self.interval_s:
             self.log()

@@ -190,3 +190,20 @@ def test_resume_refuses_a_changed_workflow(ray_local, teacher, tmp_path, changed
 
     with pytest.raises(UserError, match="another version of workflow 'test_reversal'"):
         synthgen.run(path, out=str(tmp_path / "out"), limit=2)
+
+
+def test_progress_is_live_while_a_batch_still_runs(ray_local, teacher, tmp_path, caplog):
+    """Results reach the driver a batch at a time; the progress line must not wait for that."""
+    from synthgen.config import load_workflow
+    from synthgen.runtime.runner import run
+
+    teacher.latency_s = 0.4
+    path = workflow_yaml(tmp_path / "wf.yaml", seeds=SHIPPED_CODE_SEEDS, url=teacher.url, max_in_flight=2)
+    workflow = load_workflow(path, out=str(tmp_path / "out"), limit=6)
+    workflow.runtime.seeds_per_batch = 6  # one batch: the driver sees nothing until it is whole
+    with caplog.at_level("INFO", logger="synthgen"):
+        report = run(workflow, progress_interval_s=0.5)
+    assert report.status == "done"
+    lines = [r.getMessage() for r in caplog.records if " seeds (" in r.getMessage()]
+    partial = [line for line in lines if not line.startswith("0/") and not line.startswith("6/6")]
+    assert partial, f"no progress line between start and end: {lines}"

@@ -273,3 +273,14 @@ def test_tests_that_redefine_the_solution_test_the_solution(pool):
     tests = "def add(a, b):\n    return a + b\n\nfrom solution import add\n\ndef test_add():\n    assert add(1, 2) == 3\n"
     result = pool.run(Job.with_tests("def add(a, b):\n    return a - b\n", tests))
     assert result.status == "failed" and result.failed_tests == ["test_add"], result
+
+
+def test_pool_survives_its_agent_dying(pool):
+    assert_still_healthy(pool)
+    transport = pool.slots[0].transport
+    if pool.backend == "docker":
+        transport.container.kill()
+    else:
+        os.killpg(transport.process.pid, 9)
+    assert_still_healthy(pool)
+    assert pool.slots[0].transport is not transport, "a fresh agent took over"

@@ -25,6 +25,7 @@ from synthgen.progress import Progress
 from synthgen.records import SeedResult
 from synthgen.runtime.cluster import configure_ray_data, ray_session
 from synthgen.runtime.limiter import create_limiter
+from synthgen.runtime.tally import LiveProgress, TallyActor
 from synthgen.runtime.worker import WorkflowWorker, seed_rows
 from synthgen.runtime.writer import ShardWriter, commit_markers
 from synthgen.seeds import SeedSet, load_seeds
@@ -147,11 +148,13 @@ def _stream(workflow, pending, api_keys, writer: ShardWriter, out: Path, report:
     # otherwise land on one node of a cluster.
     queued = max(1, min(2 * calls, math.ceil(batches / workers)))
     limiter = create_limiter(workflow.teachers)
+    tally = TallyActor.remote()
     dataset = ray.data.from_items(seed_rows(pending), override_num_blocks=batches)
     dataset = dataset.map_batches(
         WorkflowWorker,
         fn_constructor_kwargs={
-            "workflow": workflow, "api_keys": api_keys, "cache_dir": str(out / "cache"), "limiter": limiter
+            "workflow": workflow, "api_keys": api_keys, "cache_dir": str(out / "cache"), "limiter": limiter,
+            "tally": tally,
         },
         batch_size=batch,
         batch_format="pyarrow",
@@ -169,7 +172,7 @@ def _stream(workflow, pending, api_keys, writer: ShardWriter, out: Path, report:
     down_after_s = min(t.down_after_s for t in workflow.teachers.values())
     last_settled = time.monotonic()
     try:
-        with _sigterm_as_interrupt():
+        with _sigterm_as_interrupt(), LiveProgress(tally, progress, interval_s):
             for block in blocks:
                 for payload in block.column("result").to_pylist():
                     result = SeedResult.model_validate_json(payload)

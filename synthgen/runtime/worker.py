@@ -22,6 +22,7 @@ from synthgen.engine.validators import build as build_validators
 from synthgen.engine.workflow import WorkflowRunner
 from synthgen.records import Reject, Seed, SeedResult
 from synthgen.runtime.limiter import LeasedLimiter
+from synthgen.runtime.tally import seed_counts
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +35,9 @@ def seed_rows(seeds: list[Seed]) -> list[dict]:
 
 
 class WorkflowWorker:
-    def __init__(self, workflow: Workflow, api_keys: dict[str, str], cache_dir: str, limiter=None):
+    def __init__(self, workflow: Workflow, api_keys: dict[str, str], cache_dir: str, limiter=None, tally=None):
         self.workflow = workflow
+        self.tally = tally
         self.api_keys = api_keys
         self.cache_dir = cache_dir
         self.limiter = limiter
@@ -91,6 +93,12 @@ class WorkflowWorker:
         )
 
     async def _run_one(self, seed: Seed) -> SeedResult:
+        result = await self._settle(seed)
+        if self.tally is not None:
+            self.tally.add.remote(seed_counts(result))
+        return result
+
+    async def _settle(self, seed: Seed) -> SeedResult:
         assert self._runner is not None
         try:
             return await self._runner.run(seed)

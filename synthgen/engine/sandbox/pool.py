@@ -185,15 +185,21 @@ class AgentPool:
         self.close()
 
     def _run_on(self, slot: _Slot, job: Job) -> Result:
-        self._ensure_started(slot)
         request, nonce = agent_request(job)
-        try:
-            slot.transport.send(request)
-            reply = slot.transport.receive(job.limits.wall_s + REPLY_SLACK_S)
-        except AgentLost as exc:
-            log.warning("sandbox %s agent %d lost, restarting it: %s", self.backend, slot.index, exc)
-            self._stop(slot)
-            return Result(status="killed", reason=f"the sandbox agent was lost during the job: {exc}", backend=self.backend)
+        # An agent can die between jobs (its container removed, the OOM killer): the job then
+        # runs once more on a fresh agent. Lost twice, it is the job's doing.
+        for attempt in range(2):
+            self._ensure_started(slot)
+            try:
+                slot.transport.send(request)
+                reply = slot.transport.receive(job.limits.wall_s + REPLY_SLACK_S)
+                break
+            except AgentLost as exc:
+                log.warning("sandbox %s agent %d lost, restarting it: %s", self.backend, slot.index, exc)
+                self._stop(slot)
+                if attempt == 1:
+                    return Result(status="killed", reason=f"the sandbox agent was lost during the job: {exc}",
+                                  backend=self.backend)
         slot.jobs += 1
         if "agent_error" in reply:
             self._stop(slot)

@@ -1,0 +1,65 @@
+"""Live counts from the workers: every settled seed is reported the moment it settles, so the
+driver can show progress while batches are still running (results reach the driver only a
+whole batch at a time)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import ray
+
+from synthgen.records import SeedResult
+
+log = logging.getLogger(__name__)
+
+
+def seed_counts(result: SeedResult) -> dict[str, int]:
+    paid = [t for item in (*result.records, *result.rejects) for t in item.turns if not t.cache_hit]
+    return {
+        "done": 1,
+        "records": len(result.records),
+        "rejects": len(result.rejects),
+        "unsettled": 0 if result.settled else 1,
+        "requests": len(paid),
+        "tokens_out": sum(t.tokens_out for t in paid),
+    }
+
+
+@ray.remote(num_cpus=0)
+class TallyActor:
+    def __init__(self):
+        self.counts: dict[str, int] = {}
+
+    def add(self, counts: dict[str, int]) -> None:
+        for key, value in counts.items():
+            self.counts[key] = self.counts.get(key, 0) + value
+
+    def snapshot(self) -> dict[str, int]:
+        return dict(self.counts)
+
+
+class LiveProgress:
+    """A thread that copies the tally into `progress` and logs it every interval."""
+
+    def __init__(self, tally, progress, interval_s: float):
+        self.tally, self.progress, self.interval_s = tally, progress, interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="synthgen-progress", daemon=True)
+
+    def __enter__(self) -> LiveProgress:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.progress.absorb(ray.get(self.tally.snapshot.remote(), timeout=5))
+            except Exception as exc:  # noqa: BLE001 - progress must never break a run
+                log.debug("live progress unavailable: %s", exc)
+                continue
+            self.progress.maybe_log()
