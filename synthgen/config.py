@@ -282,14 +282,31 @@ Step = Annotated[
 
 
 class ExecValidator(Strict):
-    """Run the code in a field in the sandbox, against the tests in another field."""
+    """Run the code in a field in the sandbox: against the tests in another field, or against
+    example calls whose expected results come from a trusted reference implementation
+    (`reference: seed` is the seed's own code), or alone (it must run cleanly)."""
 
     kind: Literal["exec"] = "exec"
     code: str
     tests: str | None = None
+    calls: str | None = Field(None, description="a field of example calls, one Python expression per line")
+    reference: str | None = Field(None, description="a field, or 'seed', holding trusted code the calls are checked against")
     language: Literal["python"] = "python"
     timeout_s: float = Field(10.0, gt=0, le=600)
     memory_mb: int = Field(512, ge=32)
+
+    @model_validator(mode="after")
+    def _one_oracle(self) -> ExecValidator:
+        if self.tests and self.calls:
+            raise ValueError("give either tests or calls, not both")
+        if bool(self.calls) != bool(self.reference):
+            raise ValueError("calls and reference go together: the reference gives each call's expected result")
+        return self
+
+    @property
+    def field_refs(self) -> dict[str, str]:
+        refs = {"code": self.code, "tests": self.tests, "calls": self.calls, "reference": self.reference}
+        return {key: name for key, name in refs.items() if name and name != SEED_VARIABLE}
 
 
 Validator = Annotated[Union[ExecValidator], Field(discriminator="kind")]
@@ -439,9 +456,8 @@ class _StepCheck:
 
 
 def _check_validator_fields(validator: Any, known: set[str], where: str) -> None:
-    for key in ("code", "tests"):
-        name = getattr(validator, key, None)
-        if name is not None and name not in known:
+    for key, name in validator.field_refs.items():
+        if name not in known:
             raise ValueError(f"{where}: validator field {key}: '{name}' is not produced before this point; "
                              f"fields available: {', '.join(sorted(known - {SEED_VARIABLE})) or 'none'}")
 

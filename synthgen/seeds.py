@@ -147,11 +147,15 @@ def _python(file: Path, source: SeedSource, skipped: list[str]) -> Iterator[Seed
         skipped.append(f"{file}:{exc.lineno}: Python syntax error, file skipped")
         return
     lines = text.splitlines()
-    for node in tree.body:
-        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            continue
+    definitions = {n.name: n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+    imports = {
+        (alias.asname or alias.name).split(".")[0]: ast.get_source_segment(text, n)
+        for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom)) for alias in n.names
+    }
+    for node in definitions.values():
         start = min([node.lineno] + [d.lineno for d in node.decorator_list])
         code = "\n".join(lines[start - 1 : node.end_lineno]).strip()
+        code = _self_contained(node, code, definitions, imports, lines)
         if len(code) < source.min_chars:
             continue
         meta = {"name": node.name, "lines": f"{start}-{node.end_lineno}"}
@@ -159,6 +163,22 @@ def _python(file: Path, source: SeedSource, skipped: list[str]) -> Iterator[Seed
         if docstring:
             meta["docstring"] = docstring
         yield Seed.create(source.kind or "code", code, f"{file}:{start}", meta)
+
+
+def _self_contained(node, code: str, definitions: dict, imports: dict[str, str], lines: list[str]) -> str:
+    """The definition with the imports and sibling definitions it uses, so the seed runs alone."""
+    needed, frontier = [], [node]
+    while frontier:
+        current = frontier.pop()
+        for name in sorted({n.id for n in ast.walk(current) if isinstance(n, ast.Name)}):
+            helper = definitions.get(name)
+            if helper is not None and helper is not node and helper not in needed:
+                needed.append(helper)
+                frontier.append(helper)
+    used = {n.id for part in [node, *needed] for n in ast.walk(part) if isinstance(n, ast.Name)}
+    header = list(dict.fromkeys(imports[name] for name in sorted(used) if name in imports))
+    helpers = ["\n".join(lines[h.lineno - 1 : h.end_lineno]) for h in sorted(needed, key=lambda h: h.lineno)]
+    return "\n\n".join(filter(None, ["\n".join(header), *helpers, code]))
 
 
 def _parse_module(text: str) -> ast.Module:

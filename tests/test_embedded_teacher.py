@@ -26,7 +26,9 @@ def test_builtin_workflow_against_the_embedded_teacher(tmp_path, name):
     assert len(settled) >= 3 and len({s[0] for s in settled}) == 3, "every seed ends as records or rejects"
     turns = con.execute("SELECT t.model, t.tokens_out, t.cache_hit FROM (SELECT unnest(turns) AS t FROM data "
                         "UNION ALL SELECT unnest(turns) AS t FROM rejects)").fetchall()
-    assert turns and all(tokens > 0 and not hit and model.endswith(".gguf") for model, tokens, hit in turns)
+    # A revise round that repeats an earlier request is answered from the cache, never paid twice.
+    paid = [(model, tokens) for model, tokens, hit in turns if not hit]
+    assert paid and all(tokens > 0 and model.endswith(".gguf") for model, tokens in paid)
     for (messages,) in con.execute("SELECT messages FROM data").fetchall():
         assert [m["role"] for m in messages] == EXPECTED_ROLES[name]
         assert all(m["content"].strip() for m in messages)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -36,9 +37,22 @@ def test_python_folder_gives_one_seed_per_top_level_def_with_decorators(tmp_path
     result = load_seeds(SeedSource(path=str(tmp_path)))
     names = [s.meta["name"] for s in result.seeds]
     assert names == ["cached", "Box"]
-    assert result.seeds[0].text.startswith("@functools.lru_cache\ndef cached(n):")
+    # The imports it uses come along, so the seed runs on its own.
+    assert result.seeds[0].text.startswith("import functools\n\n@functools.lru_cache\ndef cached(n):")
     assert result.seeds[0].meta["lines"] == "4-7"
     assert len(result.skipped) == 1 and "broken.py:1" in result.skipped[0]
+
+
+def test_python_seed_carries_the_helpers_and_imports_it_uses(tmp_path):
+    (tmp_path / "m.py").write_text(
+        "import math\nimport os\n\n\ndef _half(x):\n    return x / 2\n\n\n"
+        "def radius(area):\n    \"\"\"Radius of a circle of this area.\"\"\"\n    return math.sqrt(_half(2 * area) / math.pi)\n"
+    )
+    radius = next(s for s in load_seeds(SeedSource(path=str(tmp_path))).seeds if s.meta["name"] == "radius")
+    assert radius.text.startswith("import math\n\ndef _half(x):") and "import os" not in radius.text
+    namespace: dict = {}
+    exec(radius.text, namespace)
+    assert abs(namespace["radius"](math.pi) - 1.0) < 1e-9
 
 
 def test_seed_ids_are_content_hashes_and_duplicates_are_dropped(tmp_path):

@@ -23,7 +23,6 @@ WORKFLOWS = REPO / "workflows"
 BUGGY = "```python\ndef add(a, b):\n    return a - b\n```"
 FIXED = "```python\ndef add(a, b):\n    return a + b\n```"
 TESTS = "```python\ndef test_small():\n    assert add(1, 2) == 3\n\ndef test_zero():\n    assert add(0, 0) == 0\n```"
-ASSERTS = "```python\nassert add(1, 2) == 3\nassert add(0, 0) == 0\n```"
 
 
 def builtin_responder(messages: list[dict]) -> Reply | str:
@@ -34,8 +33,8 @@ def builtin_responder(messages: list[dict]) -> Reply | str:
         return "Write a Python function `add(a, b)` that returns the sum of a and b."
     if "Running it against the tests gave" in last:
         return FIXED
-    if "Write 3 assert statements" in last:
-        return TESTS
+    if "Write 3 example calls" in last:
+        return "add(1, 2)\nadd(0, 0)\n>>> add(-1, 1)"
     if "Reply with the complete function" in last:
         return BUGGY
     if "Score: <number>" in last:
@@ -79,6 +78,17 @@ def run_engine(workflow, seeds, sandbox_backend: str | None = "bwrap"):
     return asyncio.run(main())
 
 
+@pytest.fixture(scope="module")
+def add_seeds(tmp_path_factory):
+    """Code seeds whose function the scripted teacher's answers are about."""
+    folder = tmp_path_factory.mktemp("add_seeds")
+    (folder / "add.py").write_text(
+        'def add(a, b):\n    """Sum of a and b."""\n    return a + b\n\n\n'
+        'def add_three(a, b, c):\n    """Sum of three numbers."""\n    return add(add(a, b), c)\n'
+    )
+    return folder
+
+
 def builtin(name: str, url: str, limit: int = 2, **overrides):
     workflow = load_workflow(WORKFLOWS / f"{name}.yaml", teacher_url=url, model="scripted", limit=limit, **overrides)
     return workflow, load_seeds(workflow.seeds).seeds
@@ -90,41 +100,61 @@ def scripted():
         yield server
 
 
-def test_instruction_reversal_revises_until_the_tests_pass(scripted):
-    workflow, seeds = builtin("instruction_reversal", scripted.url)
+def test_instruction_reversal_revises_until_the_tests_pass(scripted, add_seeds):
+    workflow, seeds = builtin("instruction_reversal", scripted.url, seeds=str(add_seeds))
     results = run_engine(workflow, seeds)
     records = [r for result in results for r in result.records]
-    assert len(records) == len(seeds) and not any(result.rejects for result in results)
+    assert len(records) == len(seeds) == 2 and not any(result.rejects for result in results)
     record = records[0]
     assert record.fields["solution"] == "def add(a, b):\n    return a + b"
     assert [(t.step, t.purpose, t.round) for t in record.turns] == [
-        ("instruction", "answer", 0), ("solution", "answer", 0), ("tests", "answer", 0), ("repair", "revise", 1),
+        ("instruction", "answer", 0), ("solution", "answer", 0), ("calls", "answer", 0), ("repair", "revise", 1),
     ]
     rounds = json.loads(record.fields["repair"])
-    assert [r["passed"] for r in rounds] == [False, True] and "test_small" in rounds[0]["detail"]
-    assert [(v.validator, v.passed) for v in record.verdicts] == [("exec", True)]
+    assert [r["passed"] for r in rounds] == [False, True] and "add(1, 2)" in rounds[0]["detail"]
+    assert [(v.validator, v.passed, v.detail) for v in record.verdicts] == [("exec", True, "3 tests passed")]
     assert [m.role for m in record.messages] == ["user", "assistant"]
     assert record.messages[1].content == "```python\ndef add(a, b):\n    return a + b\n```"
     revise_prompt = next(b for b in scripted.bodies if "Running it against" in b["messages"][-1]["content"])
     evidence = revise_prompt["messages"][-1]["content"]
-    assert "FAILED test_small" in evidence and "AssertionError" in evidence and "return a - b" in evidence
+    assert "FAILED add(1, 2)" in evidence and "returned -1, expected 3" in evidence and "return a - b" in evidence
 
 
-def test_revise_loop_stops_at_max_rounds_with_the_evidence(scripted):
-    def always_buggy(messages):
-        last = messages[-1]["content"]
-        if "Reply with the complete" in last:
-            return BUGGY
-        return ASSERTS if "assert statements" in last else builtin_responder(messages)
-
-    scripted.responder = always_buggy
-    workflow, seeds = builtin("instruction_reversal", scripted.url, limit=1)
+def test_revise_loop_stops_at_max_rounds_with_the_evidence(scripted, add_seeds):
+    scripted.responder = lambda m: BUGGY if "Reply with the complete" in m[-1]["content"] else builtin_responder(m)
+    workflow, seeds = builtin("instruction_reversal", scripted.url, limit=1, seeds=str(add_seeds))
     [result] = run_engine(workflow, seeds)
     [reject] = result.rejects
     assert reject.stage == "revise:repair" and "still failing after 2 revision round(s)" in reject.reason
-    assert "FAILED <module>" in reject.raw and "assert add(1, 2) == 3" in reject.raw
+    assert "FAILED add(1, 2)" in reject.raw
     assert [t.round for t in reject.turns if t.step == "repair"] == [1, 2]
     assert [r["passed"] for r in json.loads(reject.fields["repair"])] == [False, False, False]
+
+
+def test_exec_validator_with_a_tests_field(scripted, add_seeds, tmp_path):
+    scripted.responder = lambda m: TESTS if "tests for" in m[-1]["content"] else BUGGY
+    path = tmp_path / "tests.yaml"
+    path.write_text(
+        f"""name: with_tests
+seeds: {{path: {add_seeds}, kind: code}}
+teacher: {{base_url: {scripted.url}, model: scripted}}
+steps:
+  - id: solution
+    prompt: "Rewrite {{{{ seed.meta.name }}}}"
+    parse: code_block
+  - id: tests
+    prompt: "Write tests for {{{{ seed.meta.name }}}}"
+    parse: code_block
+validators:
+  exec: {{code: solution, tests: tests}}
+messages: [{{role: user, content: x}}, {{role: assistant, content: "{{{{ solution }}}}"}}]
+"""
+    )
+    workflow = load_workflow(path, limit=1)
+    [result] = run_engine(workflow, load_seeds(workflow.seeds).seeds)
+    [reject] = result.rejects
+    assert reject.stage == "validate:exec" and "1 of 2 tests failed: test_small" in reject.reason
+    assert "FAILED test_small" in reject.raw and "AssertionError" in reject.raw
 
 
 def test_rewrite_augment_builds_a_multi_turn_record(scripted):
@@ -238,18 +268,18 @@ def test_check_names_bad_references(tmp_path, case):
     assert expected in line, line
 
 
-def test_run_end_to_end_on_ray_with_the_sandbox(ray_local, scripted, tmp_path):
+def test_run_end_to_end_on_ray_with_the_sandbox(ray_local, scripted, tmp_path, add_seeds):
     out = tmp_path / "out"
-    done = synthgen_cli("run", str(WORKFLOWS / "instruction_reversal.yaml"), "--out", str(out), "--limit", "4",
+    done = synthgen_cli("run", str(WORKFLOWS / "instruction_reversal.yaml"), "--out", str(out), "--seeds", str(add_seeds),
                         "--teacher-url", scripted.url, "--model", "scripted")
     assert done.returncode == 0, done.stderr
     from synthgen.inspection import connect
 
     rows = connect(out).execute("SELECT solution, verdicts, repair FROM data").fetchall()
-    assert len(rows) == 4
+    assert len(rows) == 2
     assert all("a + b" in solution and verdicts[0]["passed"] for solution, verdicts, _ in rows)
     manifest = json.loads((Path(out) / "manifest.json").read_text())
-    assert manifest["seeds"]["settled"] == 4
+    assert manifest["seeds"]["settled"] == 2
 
 
 @pytest.mark.parametrize(

@@ -23,6 +23,7 @@ class Sample:
     """What one sample has built so far; kept for the reject when a step fails."""
 
     context: dict[str, Any]
+    seed_id: str = ""
     sample_index: int = 0
     fields: dict[str, str] = field(default_factory=dict)
     turns: list[Turn] = field(default_factory=list)

@@ -37,7 +37,7 @@ class WorkflowRunner:
 
     async def run(self, seed: Seed) -> SeedResult:
         try:
-            samples = await self._walk(Sample(context={SEED_VARIABLE: seed.model_dump()}), 0)
+            samples = await self._walk(Sample(context={SEED_VARIABLE: seed.model_dump()}, seed_id=seed.seed_id), 0)
         except TeacherUnavailable as exc:
             return SeedResult(seed_id=seed.seed_id, settled=False, error=str(exc))
         result = SeedResult(seed_id=seed.seed_id)
@@ -90,7 +90,7 @@ class WorkflowRunner:
         if previous is not None and previous[0] == fingerprint:
             return previous[1]
         try:
-            result = await validator.check(sample.context)
+            result = await validator.check(sample.context, self.record_id(sample))
         except Exception as exc:  # noqa: BLE001 - a broken validator rejects with its reason, never the run
             raise StepFailed(f"validate:{name}", f"validator error: {type(exc).__name__}: {exc}") from None
         sample.checked[name] = (fingerprint, result)
@@ -139,12 +139,15 @@ class WorkflowRunner:
         sample.conversation.append({"role": "assistant", "content": text})
         return text
 
+    def record_id(self, sample: Sample) -> str:
+        return content_hash(self.workflow_hash, sample.seed_id, str(sample.sample_index))
+
     def base_fields(self, seed: Seed, sample: Sample | None = None) -> dict:
         """The identity and lineage every record or reject of this seed carries."""
-        sample = sample or Sample(context={})
+        sample = sample or Sample(context={}, seed_id=seed.seed_id)
         models = sorted({turn.model for turn in sample.turns})
         return {
-            "record_id": content_hash(self.workflow_hash, seed.seed_id, str(sample.sample_index)),
+            "record_id": self.record_id(sample),
             "seed_id": seed.seed_id,
             "sample_index": sample.sample_index,
             "workflow": self.workflow.name,

@@ -45,7 +45,18 @@ class Job(BaseModel):
         return cls(
             files={"solution.py": code, "test_solution.py": tests},
             python="@harness.py",
-            args=["solution.py", "test_solution.py"],
+            args=["solution.py", "--tests", "test_solution.py"],
+            limits=limits or Limits(),
+            tests=True,
+        )
+
+    @classmethod
+    def with_calls(cls, code: str, calls: list[str], reference: str, limits: Limits | None = None) -> Job:
+        """Differential tests: every call must return what the trusted `reference` code returns."""
+        return cls(
+            files={"solution.py": code, "reference.py": reference, "calls.txt": "\n".join(calls) + "\n"},
+            python="@harness.py",
+            args=["solution.py", "--calls", "calls.txt", "--reference", "reference.py"],
             limits=limits or Limits(),
             tests=True,
         )
@@ -139,7 +150,8 @@ def _test_result(report_text: str, nonce: str, common: dict) -> Result:
     tests = [CaseOutcome.model_validate(test) for test in report.get("tests", [])]
     if report.get("error"):
         stage = report.get("stage")
-        what = "the solution failed to load" if stage == "solution" else "the tests failed to load"
+        what = {"solution": "the solution failed to load", "reference": "the reference failed to load"}.get(
+            stage, "the tests failed to load")
         error = str(report["error"])
         return Result(status="error", reason=f"{what}: {error.strip().splitlines()[-1][:300]}", tests=tests,
                       **{**common, "stderr": (common["stderr"] + "\n" + error).strip()})

