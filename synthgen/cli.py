@@ -50,6 +50,14 @@ def _parser() -> argparse.ArgumentParser:
     execute.add_argument("--timeout", type=float, default=10.0, help="wall time limit in seconds")
     execute.add_argument("--memory", type=int, default=512, help="memory limit in MB")
 
+    decontaminate = commands.add_parser("decontaminate", help="flag rows of Parquet/JSONL that leak benchmark items")
+    decontaminate.add_argument("inputs", nargs="+", metavar="IN", help="Parquet/JSONL files or folders")
+    decontaminate.add_argument("--benchmarks", default="humaneval", help="comma-separated: humaneval, FILE.jsonl|parquet, hf:NAME")
+    decontaminate.add_argument("--field", action="append", dest="fields", help="a field to check (repeatable; default: every text field)")
+    decontaminate.add_argument("--out", required=True, help="output folder: clean.parquet, flagged.parquet, summary.json")
+    decontaminate.add_argument("--ngram", type=int, default=13)
+    decontaminate.add_argument("--jaccard", type=float, default=0.8)
+
     teacher = commands.add_parser("teacher", help="the embedded teacher")
     teacher_commands = teacher.add_subparsers(dest="teacher_command", required=True)
     serve = teacher_commands.add_parser("serve", help="serve the embedded teacher (OpenAI-compatible) until stopped")
@@ -175,7 +183,19 @@ def _sandbox(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"run": _run, "check": _check, "demo": _demo, "inspect": _inspect, "teacher": _teacher, "sandbox": _sandbox}
+def _decontaminate(args: argparse.Namespace) -> int:
+    from synthgen.decontaminate_files import decontaminate_files
+    from synthgen.engine.references import Params
+
+    summary = decontaminate_files([Path(p) for p in args.inputs], [b for b in args.benchmarks.split(",") if b],
+                                  args.fields, Path(args.out), Params(ngram=args.ngram, jaccard=args.jaccard))
+    print(f"{summary['rows']} rows: {summary['clean']} clean, {summary['flagged']} flagged "
+          f"({', '.join(f'{k}: {v}' for k, v in summary['hits'].items()) or 'no hits'}) in {summary['elapsed_s']} s")
+    print(f"outputs: {', '.join(summary['outputs'].values())}; summary: {Path(args.out) / 'summary.json'}")
+    return EXIT_OK
+
+
+COMMANDS = {"decontaminate": _decontaminate, "run": _run, "check": _check, "demo": _demo, "inspect": _inspect, "teacher": _teacher, "sandbox": _sandbox}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -309,7 +309,52 @@ class ExecValidator(Strict):
         return {key: name for key, name in refs.items() if name and name != SEED_VARIABLE}
 
 
-Validator = Annotated[Union[ExecValidator], Field(discriminator="kind")]
+class BenchmarkFile(Strict):
+    """A local JSONL/Parquet benchmark (or `hf:NAME[:split]` when the hub is reachable)."""
+
+    path: str
+    name: str | None = None
+    id_field: str | None = None
+    fields: list[str] | None = Field(None, description="text fields to index (default: every string field)")
+    code_fields: list[str] = Field(default_factory=list, description="fields compared in canonical code form")
+
+    @field_validator("path")
+    @classmethod
+    def _resolve(cls, value: str, info: ValidationInfo) -> str:
+        return value if value.startswith("hf:") else str(_resolve_path(value, info))
+
+
+class DecontaminateValidator(Strict):
+    """Reject samples that leak benchmark items: exact, n-gram overlap, MinHash, canonical code."""
+
+    kind: Literal["decontaminate"] = "decontaminate"
+    benchmarks: list[Union[Literal["humaneval"], BenchmarkFile]] = Field(default_factory=lambda: ["humaneval"])
+    fields: list[str] | None = Field(None, description="fields to check (default: every field)")
+    ngram: int = Field(13, ge=3, le=50, description="words per n-gram for the overlap check")
+    min_overlap: int = Field(1, ge=1, description="shared n-grams that flag a sample")
+    jaccard: float = Field(0.8, gt=0, le=1, description="MinHash similarity that flags a sample")
+    code_ngram: int = Field(10, ge=3, le=50, description="tokens per n-gram of canonical code")
+    code_containment: float = Field(0.6, gt=0, le=1, description="share of a benchmark solution's code n-grams found")
+
+    @property
+    def field_refs(self) -> dict[str, str]:
+        return {f"fields[{i}]": name for i, name in enumerate(self.fields or [])}
+
+
+class DedupValidator(Strict):
+    """Reject near-duplicates across the whole run (all workers, and committed shards on resume):
+    the first sample is kept, later ones say which record they repeat."""
+
+    kind: Literal["dedup"] = "dedup"
+    fields: list[str] | None = Field(None, description="fields compared (default: every field)")
+    jaccard: float = Field(0.85, gt=0, le=1, description="MinHash similarity above which a sample is a near-duplicate")
+
+    @property
+    def field_refs(self) -> dict[str, str]:
+        return {f"fields[{i}]": name for i, name in enumerate(self.fields or [])}
+
+
+Validator = Annotated[Union[ExecValidator, DecontaminateValidator, DedupValidator], Field(discriminator="kind")]
 
 
 class Sandbox(Strict):
@@ -452,12 +497,14 @@ class _StepCheck:
         if name not in validators:
             choices = sorted(validators) + sorted(judges)
             raise ValueError(f"{self.where}.{key}: unknown validator '{name}'; valid: {', '.join(choices) or 'none defined (add validators:)'}")
+        if validators[name].kind == "dedup":
+            raise ValueError(f"{self.where}.{key}: '{name}' is a dedup validator: it runs last, on samples about to be accepted")
         _check_validator_fields(validators[name], self.known, f"{self.where}.{key}")
 
 
 def _check_validator_fields(validator: Any, known: set[str], where: str) -> None:
     for key, name in validator.field_refs.items():
-        if name not in known:
+        if name not in known or name == SEED_VARIABLE:
             raise ValueError(f"{where}: validator field {key}: '{name}' is not produced before this point; "
                              f"fields available: {', '.join(sorted(known - {SEED_VARIABLE})) or 'none'}")
 

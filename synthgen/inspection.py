@@ -64,6 +64,12 @@ def summarize(con: duckdb.DuckDBPyConnection) -> dict:
                SELECT unnest(verdicts) AS v FROM data UNION ALL SELECT unnest(verdicts) AS v FROM rejects
            ) GROUP BY ALL ORDER BY 1"""
     ).fetchall()
+    contamination = con.execute(
+        """SELECT regexp_extract(v.detail, 'benchmark=(\\S+)', 1) AS benchmark,
+                  regexp_extract(v.detail, 'method=(\\S+)', 1) AS method, count(*) AS hits
+           FROM (SELECT unnest(verdicts) AS v FROM rejects)
+           WHERE NOT v.passed AND v.detail LIKE 'benchmark=%' GROUP BY ALL ORDER BY hits DESC, 1, 2"""
+    ).fetchall()
     return {
         "seeds": scalar("SELECT count(DISTINCT seed_id) FROM (SELECT seed_id FROM data UNION ALL SELECT seed_id FROM rejects)"),
         "records": scalar("SELECT count(*) FROM data"),
@@ -86,6 +92,7 @@ def summarize(con: duckdb.DuckDBPyConnection) -> dict:
             {"validator": name, "checked": checked, "passed": passed, "pass_rate": round(passed / checked, 4)}
             for name, checked, passed in validators
         ],
+        "contamination": [dict(zip(("benchmark", "method", "hits"), row)) for row in contamination],
     }
 
 
@@ -113,6 +120,8 @@ def format_summary(summary: dict) -> str:
         )
     for validator in summary["validators"]:
         lines.append(f"validator {validator['validator']}: {validator['passed']}/{validator['checked']} passed")
+    for row in summary.get("contamination", []):
+        lines.append(f"contamination {row['benchmark']}: {row['hits']} by {row['method']}")
     if summary["rejects_by_reason"]:
         lines.append("rejects by reason")
         for row in summary["rejects_by_reason"]:

@@ -24,6 +24,7 @@ class Progress:
         self._logged_done = -1
         self.done = self.records = self.rejects = self.unsettled = 0
         self.requests = self.tokens_out = 0
+        self.live: dict[str, int] = {}
 
     def update(self, result: SeedResult) -> None:
         self.done += 1
@@ -38,9 +39,12 @@ class Progress:
                     self.tokens_out += turn.tokens_out
 
     def absorb(self, counts: dict[str, int]) -> None:
-        """Counts reported live by the workers, ahead of the results the driver has received."""
-        for key in ("done", "records", "rejects", "unsettled", "requests", "tokens_out"):
-            setattr(self, key, max(getattr(self, key), counts.get(key, 0)))
+        """Counts reported live by the workers, ahead of the results the driver has received;
+        shown while they lead, never added to the driver's own."""
+        self.live = dict(counts)
+
+    def _shown(self, key: str) -> int:
+        return max(getattr(self, key), self.live.get(key, 0))
 
     def maybe_log(self) -> None:
         if time.monotonic() - self._last_log >= self.interval_s:
@@ -48,18 +52,20 @@ class Progress:
 
     def log(self) -> None:
         """Log the current line, unless nothing moved since the last one."""
-        if self.done != self._logged_done or self.done == 0:
+        done = self._shown("done")
+        if done != self._logged_done or done == 0:
             self._last_log = time.monotonic()
-            self._logged_done = self.done
+            self._logged_done = done
             log.info(self.line())
 
     def line(self) -> str:
+        done, records, rejects, unsettled = (self._shown(k) for k in ("done", "records", "rejects", "unsettled"))
         elapsed = max(time.monotonic() - self.started, 1e-6)
-        percent = 100.0 * self.done / self.total if self.total else 100.0
-        eta = _duration((self.total - self.done) * elapsed / self.done) if self.done else "?"
+        percent = 100.0 * done / self.total if self.total else 100.0
+        eta = _duration((self.total - done) * elapsed / done) if done else "?"
         text = (
-            f"{self.done}/{self.total} seeds ({percent:.0f}%) | {self.records} accepted | {self.rejects} rejected"
-            f" | {self.requests / elapsed:.1f} req/s | {self.tokens_out / elapsed:.0f} tok/s"
+            f"{done}/{self.total} seeds ({percent:.0f}%) | {records} accepted | {rejects} rejected"
+            f" | {self._shown('requests') / elapsed:.1f} req/s | {self._shown('tokens_out') / elapsed:.0f} tok/s"
             f" | elapsed {_duration(elapsed)} | eta {eta}"
         )
-        return text + (f" | {self.unsettled} unsettled" if self.unsettled else "")
+        return text + (f" | {unsettled} unsettled" if unsettled else "")

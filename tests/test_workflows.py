@@ -14,6 +14,7 @@ from conftest import REPO, synthgen_cli
 from synthgen.config import load_workflow
 from synthgen.engine.sandbox import open_sandbox
 from synthgen.engine.teacher import TeacherClient
+from synthgen.engine.validators import Resources
 from synthgen.engine.validators import build as build_validators
 from synthgen.engine.workflow import WorkflowRunner
 from synthgen.scripted_teacher import Reply, ScriptedTeacher
@@ -67,7 +68,8 @@ def run_engine(workflow, seeds, sandbox_backend: str | None = "bwrap"):
             pools.append(open_sandbox(sandbox_backend, slots=1))
             return pools[-1]
 
-        runner = WorkflowRunner(workflow, teachers, validators=build_validators(workflow.validators, sandbox))
+        validators = build_validators(workflow.validators, Resources(sandbox=sandbox))
+        runner = WorkflowRunner(workflow, teachers, validators=validators)
         try:
             return await asyncio.gather(*(runner.run(seed) for seed in seeds))
         finally:
@@ -302,3 +304,13 @@ def test_judge_answer_without_a_score_in_scale_is_unusable():
 
     with pytest.raises(ParseError, match="no score between 1 and 10"):
         judge_score("It is quite good, 42 of 100 points", 1, 10)
+
+
+def test_broken_tests_are_not_revised_against(scripted, add_seeds):
+    """Calls the reference itself cannot run say nothing about the solution: no revision round is spent."""
+    scripted.responder = lambda m: "missing_function(1)" if "example calls" in m[-1]["content"] else builtin_responder(m)
+    workflow, seeds = builtin("instruction_reversal", scripted.url, limit=1, seeds=str(add_seeds))
+    [result] = run_engine(workflow, seeds)
+    [reject] = result.rejects
+    assert reject.stage == "revise:repair" and "no usable calls" in reject.reason and "cannot fix" in reject.reason
+    assert not any("Running it against" in b["messages"][-1]["content"] for b in scripted.bodies)

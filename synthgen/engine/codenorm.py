@@ -1,6 +1,6 @@
 """A canonical form of Python code for contamination checks (phi-1's lesson: disguised copies
 slip past word n-grams). Comments and docstrings go, formatting goes (one token per word),
-string literals get one quoting style, and every identifier that is not a keyword, builtin
+string and number literals get one spelling, and every identifier that is not a keyword, builtin
 or attribute becomes `v0`, `v1`, ... in order of first appearance, numbered afresh in every
 top-level definition so that a copied function keeps its form inside a longer file.
 
@@ -56,7 +56,9 @@ def normalize(source: str) -> str:
             elif kind == tokenize.STRING:
                 if token.start in docstrings:
                     continue
-                text = _canonical_string(text)
+                text = _canonical_literal(text)
+            elif kind == tokenize.NUMBER:
+                text = _canonical_literal(text)  # 1. and 1.0, 0x10 and 16
             out.append(text)
             previous = token.string
     except (tokenize.TokenError, IndentationError, SyntaxError):
@@ -78,7 +80,7 @@ def _docstring_starts(source: str) -> set[tuple[int, int]]:
     return starts
 
 
-def _canonical_string(literal: str) -> str:
+def _canonical_literal(literal: str) -> str:
     try:
         return repr(ast.literal_eval(literal))
     except (ValueError, SyntaxError):

@@ -27,8 +27,9 @@ import numpy as np
 from synthgen.engine.codenorm import code_parts, normalize
 from synthgen.engine.shingles import Segmented, ngram_hashes, signatures, word_hashes
 
-INDEX_VERSION = "1"
+INDEX_VERSION = "3"  # bump whenever the build changes: it keys the on-disk cache
 SHINGLE_WORDS = 5
+MIN_EXACT_CODE_TOKENS = 8
 
 
 class ReferenceError(Exception):
@@ -162,11 +163,15 @@ class ReferenceIndex:
         grams = ngram_hashes(words, params.ngram)
         keys, owner = _table(grams)
         sigs = signatures(ngram_hashes(words, SHINGLE_WORDS), params.num_perm)
-        canon = [(i, form) for i, ref in enumerate(refs) if ref.code for part in code_parts(ref.text) or [ref.text]
-                 if len((form := normalize(part)).split()) >= params.min_code_tokens]
+        forms = [(i, normalize(part)) for i, ref in enumerate(refs) if ref.code for part in code_parts(ref.text) or [ref.text]]
+        forms = [(i, form) for i, form in forms if len(form.split()) >= MIN_EXACT_CODE_TOKENS]
+        all_words = word_hashes([form for _, form in forms])
+        for position, (index, _) in enumerate(forms):
+            exact.setdefault("code:" + _digest(all_words.of(position)), index)
+        # Partial matches only for code long enough to be specific: a two-line solution shares
+        # its n-grams with half of all clean code.
+        canon = [(i, form) for i, form in forms if len(form.split()) >= params.min_code_tokens]
         code_words = word_hashes([form for _, form in canon])
-        for (index, _), position in zip(canon, range(len(canon))):
-            exact.setdefault("code:" + _digest(code_words.of(position)), index)
         code_grams = ngram_hashes(code_words, params.code_ngram)
         owners = np.array([index for index, _ in canon], dtype=np.int64)
         code_keys, code_local = _table(code_grams)
@@ -303,12 +308,17 @@ def _lookup(values: np.ndarray, keys: np.ndarray, owner: np.ndarray, prefilter: 
     return found, owners
 
 
+def lsh_threshold(jaccard: float) -> float:
+    """datasketch cannot band for a threshold near 1; candidates are re-scored exactly anyway."""
+    return min(jaccard, 0.95)
+
+
 def _lsh(sigs: np.ndarray, params: Params):
     from datasketch import LeanMinHash, MinHashLSH
 
     if not len(sigs):
         return None
-    lsh = MinHashLSH(threshold=params.jaccard, num_perm=params.num_perm)
+    lsh = MinHashLSH(threshold=lsh_threshold(params.jaccard), num_perm=params.num_perm)
     with lsh.insertion_session() as session:
         for index, row in enumerate(sigs):
             if row[0] != np.uint64(2**64 - 1):

@@ -116,6 +116,9 @@ async def revise(runner, step: ReviseStep, sample: Sample) -> None:
         sample.set(step.id, rounds)
         if outcome.passed:
             return
+        if not outcome.fixable:
+            raise StepFailed(f"revise:{step.id}", f"{step.until}: {outcome.detail} (revising {step.revise} cannot fix that)",
+                             outcome.evidence)
         if round_number == step.max_rounds:
             raise StepFailed(
                 f"revise:{step.id}",

@@ -85,7 +85,8 @@ class WorkflowRunner:
     async def check(self, name: str, sample: Sample) -> Check:
         """Run a validator unless it already judged these exact field values."""
         validator = self.validators[name]
-        fingerprint = content_hash(*(sample.fields.get(f, "") for f in validator.fields))
+        names = validator.fields or sorted(sample.fields)  # no fields named: it reads them all
+        fingerprint = content_hash(*(f"{f}={sample.fields.get(f, '')}" for f in names))
         previous = sample.checked.get(name)
         if previous is not None and previous[0] == fingerprint:
             return previous[1]

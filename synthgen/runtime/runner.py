@@ -24,6 +24,7 @@ from synthgen.inspection import connect, summarize
 from synthgen.progress import Progress
 from synthgen.records import SeedResult
 from synthgen.runtime.cluster import configure_ray_data, ray_session
+from synthgen.runtime.dedup import create_dedup
 from synthgen.runtime.limiter import create_limiter
 from synthgen.runtime.tally import LiveProgress, TallyActor
 from synthgen.runtime.worker import WorkflowWorker, seed_rows
@@ -65,7 +66,7 @@ def run(workflow: Workflow, *, address: str | None = None, progress_interval_s: 
             api_keys = {name: key for name, t in workflow.teachers.items() if (key := os.environ.get(t.api_key_env))}
             for name, teacher in workflow.teachers.items():
                 probe(name, teacher, api_keys.get(name))
-            _probe_sandbox(workflow)
+            _prepare_validators(workflow)
             stack.enter_context(ray_session(address))
             _stream(workflow, pending, api_keys, writer, out, report, progress_interval_s)
     report.elapsed_s = time.monotonic() - started
@@ -79,8 +80,18 @@ def run(workflow: Workflow, *, address: str | None = None, progress_interval_s: 
     return report
 
 
-def _probe_sandbox(workflow: Workflow) -> None:
-    """Fail in a second, before Ray starts, when exec validators have no sandbox to run in."""
+def _prepare_validators(workflow: Workflow) -> None:
+    """Fail in a second, before Ray starts, when a validator cannot work: no sandbox for exec,
+    an unreadable benchmark. Decontamination indexes are built here, once, for every worker."""
+    from synthgen.engine.references import ReferenceError
+    from synthgen.engine.validators.decontaminate import index_for
+
+    for name, spec in workflow.validators.items():
+        if spec.kind == "decontaminate":
+            try:
+                index_for(spec)
+            except ReferenceError as exc:
+                raise UserError(f"validator {name}: {exc}") from None
     if not any(v.kind == "exec" for v in workflow.validators.values()):
         return
     config = workflow.sandbox
@@ -149,12 +160,13 @@ def _stream(workflow, pending, api_keys, writer: ShardWriter, out: Path, report:
     queued = max(1, min(2 * calls, math.ceil(batches / workers)))
     limiter = create_limiter(workflow.teachers)
     tally = TallyActor.remote()
+    dedup = create_dedup(workflow, out)
     dataset = ray.data.from_items(seed_rows(pending), override_num_blocks=batches)
     dataset = dataset.map_batches(
         WorkflowWorker,
         fn_constructor_kwargs={
             "workflow": workflow, "api_keys": api_keys, "cache_dir": str(out / "cache"), "limiter": limiter,
-            "tally": tally,
+            "tally": tally, "dedup": dedup,
         },
         batch_size=batch,
         batch_format="pyarrow",
@@ -243,6 +255,7 @@ def write_manifest(out: Path, workflow: Workflow, seed_set: SeedSet, report: Run
             "steps": summary["steps"],
         },
         "validators": summary["validators"],
+        "contamination": summary["contamination"],
         "rejects_by_reason": summary["rejects_by_reason"],
         "shards": [
             {k: marker[k] for k in ("part", "records", "rejects", "files", "committed_at")} | {"seeds": len(marker["seed_ids"])}

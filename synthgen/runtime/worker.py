@@ -18,9 +18,11 @@ from synthgen.config import Teacher, Workflow
 from synthgen.engine.cache import ResponseCache
 from synthgen.engine.sandbox import open_sandbox
 from synthgen.engine.teacher import TeacherClient
+from synthgen.engine.validators import Resources
 from synthgen.engine.validators import build as build_validators
 from synthgen.engine.workflow import WorkflowRunner
 from synthgen.records import Reject, Seed, SeedResult
+from synthgen.runtime.dedup import ActorRegistry
 from synthgen.runtime.limiter import LeasedLimiter
 from synthgen.runtime.tally import seed_counts
 
@@ -35,9 +37,11 @@ def seed_rows(seeds: list[Seed]) -> list[dict]:
 
 
 class WorkflowWorker:
-    def __init__(self, workflow: Workflow, api_keys: dict[str, str], cache_dir: str, limiter=None, tally=None):
+    def __init__(self, workflow: Workflow, api_keys: dict[str, str], cache_dir: str, limiter=None, tally=None,
+                 dedup=None):
         self.workflow = workflow
         self.tally = tally
+        self.dedup = dedup
         self.api_keys = api_keys
         self.cache_dir = cache_dir
         self.limiter = limiter
@@ -65,7 +69,10 @@ class WorkflowWorker:
             name: TeacherClient(name, config, cache, self.api_keys.get(name), self._leases(name, config))
             for name, config in self.workflow.teachers.items()
         }
-        validators = build_validators(self.workflow.validators, self._open_sandbox)
+        resources = Resources(sandbox=self._open_sandbox)
+        if self.dedup is not None:
+            resources.dedup_registry = lambda name, spec: ActorRegistry(self.dedup, name)
+        validators = build_validators(self.workflow.validators, resources)
         return WorkflowRunner(self.workflow, teachers, node=ray.get_runtime_context().get_node_id(), validators=validators)
 
     def _open_sandbox(self):

@@ -80,6 +80,8 @@ class Result(BaseModel):
     cpu_s: float = 0.0
     tests: list[CaseOutcome] = Field(default_factory=list)
     backend: str = ""
+    # Which input made it fail to run at all: "solution", or the oracle ("tests", "reference").
+    broken: str | None = None
 
     @property
     def failed_tests(self) -> list[str]:
@@ -154,7 +156,7 @@ def _test_result(report_text: str, nonce: str, common: dict) -> Result:
             stage, "the tests failed to load")
         error = str(report["error"])
         return Result(status="error", reason=f"{what}: {error.strip().splitlines()[-1][:300]}", tests=tests,
-                      **{**common, "stderr": (common["stderr"] + "\n" + error).strip()})
+                      broken=stage, **{**common, "stderr": (common["stderr"] + "\n" + error).strip()})
     failed = [test.name for test in tests if not test.passed]
     if failed:
         return Result(status="failed", reason=f"{len(failed)} of {len(tests)} tests failed: {', '.join(failed[:5])}", tests=tests, **common)

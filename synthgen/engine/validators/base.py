@@ -12,6 +12,8 @@ class Check:
     detail: str = ""
     # What a revise prompt shows the teacher: failing tests and tracebacks, a critique, ...
     evidence: str = ""
+    # False when rewriting the checked answer cannot help (the tests themselves are broken).
+    fixable: bool = True
 
 
 class Validator(Protocol):

@@ -39,7 +39,8 @@ class ExecCheck:
         if result.status == "passed":
             count = len(result.tests)
             return Check(True, f"{count} test{'s' if count != 1 else ''} passed" if spec.tests or spec.calls else "ran cleanly")
-        return Check(False, f"{result.status}: {result.reason}".strip(": "), result.evidence)
+        return Check(False, f"{result.status}: {result.reason}".strip(": "), result.evidence,
+                     fixable=result.broken not in ("tests", "reference"))
 
     def close(self) -> None:
         """The sandbox belongs to whoever opened it."""
