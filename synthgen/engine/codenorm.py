@@ -20,6 +20,7 @@ _KEEP = set(keyword.kwlist) | set(keyword.softkwlist) | set(dir(builtins)) | {"s
 _SKIP = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT, tokenize.ENCODING,
          tokenize.ENDMARKER}
 _FENCE = re.compile(r"```[ \t]*(?:python|py|python3)?[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL | re.IGNORECASE)
+_CODE_WORDS = ("def ", "class ", "import ", "return")
 _CODE_HINT = re.compile(r"^\s*(def|class|import|from|return|for|while|if)\b", re.MULTILINE)
 
 
@@ -28,7 +29,8 @@ def code_parts(text: str) -> list[str]:
     blocks = [block for block in _FENCE.findall(text) if block.strip()]
     if blocks:
         return blocks
-    if _CODE_HINT.search(text):
+    # Most fields are prose: a substring test spares them the regex and the parse.
+    if any(word in text for word in _CODE_WORDS) and _CODE_HINT.search(text):
         try:
             ast.parse(text)
             return [text]

@@ -88,8 +88,9 @@ def load_references(source: str | dict) -> list[Reference]:
     else:
         rows = _file_rows(Path(path))
     name = spec.get("name") or Path(path.removeprefix("hf:")).stem
-    fields = spec.get("fields") or sorted({k for row in rows[:100] for k, v in row.items() if isinstance(v, str)})
-    return _from_rows(name, rows, spec.get("id_field"), fields, set(spec.get("code_fields", [])))
+    id_field = spec.get("id_field")
+    fields = spec.get("fields") or sorted({k for row in rows[:100] for k, v in row.items() if isinstance(v, str)} - {id_field})
+    return _from_rows(name, rows, id_field, fields, set(spec.get("code_fields", [])))
 
 
 def _from_rows(benchmark, rows, id_field, fields, code_fields, joined=()) -> list[Reference]:
@@ -201,8 +202,12 @@ class ReferenceIndex:
             ref = self.exact.get(_digest(words.of(doc))) if words.offsets[doc + 1] > words.offsets[doc] else None
             if ref is not None:
                 hits[doc] = self._hit(ref, "exact", 1.0)
-        self._ngram(words, hits)
-        self._minhash(words, hits)
+        shared = self._ngram(words, hits)
+        # A text with 5-shingle Jaccard J > (n-5)/(n+5) to a reference shares a run of n words
+        # with it (runs shorter than n words give at most (n-5)/n of the shingles), so a text
+        # without a single shared n-gram cannot reach the MinHash threshold: skip its LSH query.
+        implied = self.params.jaccard > (self.params.ngram - SHINGLE_WORDS) / (self.params.ngram + SHINGLE_WORDS)
+        self._minhash(words, hits, shared > 0 if implied else np.ones(len(hits), dtype=bool))
         self._code(texts, hits)
         return hits
 
@@ -210,30 +215,31 @@ class ReferenceIndex:
         meta = self.refs[ref]
         return Hit(meta["benchmark"], meta["item_id"], method, float(score))
 
-    def _ngram(self, words: Segmented, hits: list[Hit | None]) -> None:
+    def _ngram(self, words: Segmented, hits: list[Hit | None]) -> np.ndarray:
+        """Flag texts sharing min_overlap n-grams with a reference; return the shared count per text."""
         grams = ngram_hashes(words, self.params.ngram)
         found, owners = _lookup(grams.values, self.ngram_keys, self.ngram_owner, self.ngram_filter)
-        if not found.any():
-            return
         docs, refs = grams.owners[found], owners[found]
         counts = np.bincount(docs, minlength=len(hits))
         for doc in np.flatnonzero(counts >= self.params.min_overlap):
             if hits[doc] is None:
                 ref, _ = Counter(refs[docs == doc].tolist()).most_common(1)[0]
                 hits[doc] = self._hit(ref, "ngram", counts[doc] / max(1, grams.offsets[doc + 1] - grams.offsets[doc]))
+        return counts
 
-    def _minhash(self, words: Segmented, hits: list[Hit | None]) -> None:
+    def _minhash(self, words: Segmented, hits: list[Hit | None], worth_asking: np.ndarray) -> None:
         from datasketch import LeanMinHash
 
-        shingles = ngram_hashes(words, SHINGLE_WORDS)
-        pending = [doc for doc in range(len(hits)) if hits[doc] is None and shingles.offsets[doc + 1] > shingles.offsets[doc]]
+        pending = [doc for doc in range(len(hits)) if hits[doc] is None and worth_asking[doc]
+                   and words.offsets[doc + 1] - words.offsets[doc] >= SHINGLE_WORDS]
         if not pending or self.lsh is None:
             return
-        sigs = signatures(Segmented(shingles.values, shingles.offsets), self.params.num_perm)
-        for doc in pending:
-            candidates = self.lsh.query(LeanMinHash(seed=1, hashvalues=sigs[doc], scheme="affine64"))
+        subset = word_hashes_subset(words, pending)
+        sigs = signatures(ngram_hashes(subset, SHINGLE_WORDS), self.params.num_perm)
+        for row, doc in enumerate(pending):
+            candidates = self.lsh.query(LeanMinHash(seed=1, hashvalues=sigs[row], scheme="affine64"))
             if candidates:
-                scores = (self.signatures[candidates] == sigs[doc]).mean(axis=1)
+                scores = (self.signatures[candidates] == sigs[row]).mean(axis=1)
                 best = int(np.argmax(scores))
                 if scores[best] >= self.params.jaccard:
                     hits[doc] = self._hit(int(candidates[best]), "minhash", scores[best])
@@ -266,6 +272,13 @@ class ReferenceIndex:
                 hits[doc] = self._hit(ref, "code-ngram", min(1.0, containment))
 
 
+def word_hashes_subset(words: Segmented, docs: list[int]) -> Segmented:
+    """The words of some documents only, as their own batch."""
+    parts = [words.of(doc) for doc in docs]
+    offsets = np.concatenate(([0], np.cumsum([len(part) for part in parts]))).astype(np.int64)
+    return Segmented(np.concatenate(parts) if parts else np.zeros(0, np.uint64), offsets)
+
+
 def cache_dir() -> Path:
     root = os.environ.get("SYNTHGEN_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "synthgen")
     return Path(root) / "references"
@@ -284,11 +297,18 @@ def _table(grams: Segmented) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _bitmap(keys: np.ndarray) -> np.ndarray:
-    """A one-hash Bloom filter: most query grams are rejected by one gather, not a binary search."""
-    size = 1 << max(20, int(len(keys) * 16).bit_length())
-    bits = np.zeros(size, dtype=bool)
-    bits[(keys & np.uint64(size - 1)).astype(np.int64)] = True
-    return bits
+    """A one-hash Bloom filter, bit-packed (about 1 % false candidates): most query grams are
+    turned away by one small gather instead of a binary search through all the keys."""
+    bits = 1 << max(23, int(len(keys) * 64).bit_length())
+    packed = np.zeros(bits // 8, dtype=np.uint8)
+    slots = (keys & np.uint64(bits - 1)).astype(np.int64)
+    np.bitwise_or.at(packed, slots >> 3, (1 << (slots & 7)).astype(np.uint8))
+    return packed
+
+
+def _maybe_present(values: np.ndarray, packed: np.ndarray) -> np.ndarray:
+    slots = (values & np.uint64(len(packed) * 8 - 1)).astype(np.int64)
+    return (packed[slots >> 3] >> (slots & 7).astype(np.uint8)) & 1 == 1
 
 
 def _lookup(values: np.ndarray, keys: np.ndarray, owner: np.ndarray, prefilter: np.ndarray | None):
@@ -299,7 +319,7 @@ def _lookup(values: np.ndarray, keys: np.ndarray, owner: np.ndarray, prefilter: 
         return found, owners
     candidates = np.arange(len(values))
     if prefilter is not None:
-        candidates = candidates[prefilter[(values & np.uint64(len(prefilter) - 1)).astype(np.int64)]]
+        candidates = candidates[_maybe_present(values, prefilter)]
     positions = np.searchsorted(keys, values[candidates])
     positions[positions >= len(keys)] = len(keys) - 1
     match = keys[positions] == values[candidates]

@@ -68,18 +68,20 @@ def word_hashes(texts: list[str]) -> Segmented:
     return Segmented(hashes, boundaries.astype(np.int64))
 
 
-_TABLES: list[np.ndarray] = []
+_TABLES: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
 
-def _power_tables(size: int) -> tuple[np.ndarray, np.ndarray]:
-    """BASE^i and BASE^-i mod 2^64 for i < size, grown on demand and kept for the next batch."""
-    if not _TABLES or len(_TABLES[0]) < size:
-        length = max(size, 1 << 16, 2 * len(_TABLES[0]) if _TABLES else 0)
+def _power_tables(size: int, base: np.uint64 = _BASE) -> tuple[np.ndarray, np.ndarray]:
+    """base^i and base^-i mod 2^64 for i < size, grown on demand and kept for the next batch."""
+    tables = _TABLES.get(int(base))
+    if tables is None or len(tables[0]) < size:
+        length = max(size, 1 << 16, 2 * len(tables[0]) if tables else 0)
+        inverse_base = np.uint64(pow(int(base), -1, 2**64))
         with np.errstate(over="ignore"):
-            powers = np.cumprod(np.full(length, _BASE, dtype=np.uint64)) * _BASE_INVERSE
-            inverse = np.cumprod(np.full(length, _BASE_INVERSE, dtype=np.uint64)) * _BASE
-        _TABLES[:] = [powers, inverse]
-    return _TABLES[0], _TABLES[1]
+            powers = np.cumprod(np.full(length, base, dtype=np.uint64)) * inverse_base
+            inverse = np.cumprod(np.full(length, inverse_base, dtype=np.uint64)) * base
+        tables = _TABLES[int(base)] = (powers, inverse)
+    return tables
 
 
 def ngram_hashes(words: Segmented, n: int) -> Segmented:
@@ -89,10 +91,11 @@ def ngram_hashes(words: Segmented, n: int) -> Segmented:
     docs = len(words.offsets) - 1
     if count <= 0:
         return Segmented(np.zeros(0, dtype=np.uint64), np.zeros(docs + 1, dtype=np.int64))
+    # sum_k values[i+k] * M^(n-1-k) for every i at once, from one prefix sum of values[j] * M^-j.
+    powers, inverse = _power_tables(len(values) + 1, _GRAM_MULTIPLIER)
     with np.errstate(over="ignore"):
-        grams = values[:count].copy()
-        for k in range(1, n):
-            grams = grams * _GRAM_MULTIPLIER + values[k : k + count]
+        prefix = np.concatenate(([np.uint64(0)], np.cumsum(values * inverse[: len(values)])))
+        grams = (prefix[n : n + count] - prefix[:count]) * powers[n - 1 : n - 1 + count]
     inside = owners[:count] == owners[n - 1 :]
     grams, gram_owners = mix(grams[inside]), owners[:count][inside]
     offsets = np.concatenate(([0], np.cumsum(np.bincount(gram_owners, minlength=docs)))).astype(np.int64)
