@@ -50,6 +50,8 @@ class SeedSource(Strict):
     chunk_chars: int = Field(1200, ge=100, description="target size of a text chunk")
     min_chars: int = Field(40, ge=1, description="shorter chunks are not seeds")
     limit: int | None = Field(None, ge=1)
+    near_dedup: float | None = Field(None, gt=0, le=1, description="drop seeds this similar (MinHash) to an earlier one")
+    decontaminate: DecontaminateValidator | None = Field(None, description="drop seeds that leak these benchmarks")
 
     @field_validator("path")
     @classmethod

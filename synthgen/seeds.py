@@ -35,11 +35,14 @@ def load_seeds(source: SeedSource) -> SeedSet:
         raise UserError(f"seed path not found: {path}")
     seen: set[str] = set()
     result = SeedSet(seeds=[])
+    keep = _screen(source, result)
     for seed in _read(path, source, result.skipped):
         if seed.seed_id in seen:
             result.duplicates += 1
             continue
         seen.add(seed.seed_id)
+        if not keep(seed):
+            continue
         result.seeds.append(seed)
         if source.limit is not None and len(result.seeds) >= source.limit:
             break
@@ -50,6 +53,43 @@ def load_seeds(source: SeedSource) -> SeedSet:
     if not result.seeds:
         raise UserError(f"no seeds found in {path} (format {source.format}, {len(result.skipped)} unreadable)")
     return result
+
+
+def _screen(source: SeedSource, result: SeedSet):
+    """The seed-side use of the validators' machinery: near-duplicate and benchmark screening,
+    each dropped seed recorded with its reason."""
+    registry = index = None
+    if source.near_dedup is not None:
+        from synthgen.engine.validators.dedup import LocalRegistry
+
+        registry = LocalRegistry(source.near_dedup)
+    if source.decontaminate is not None:
+        from synthgen.engine.references import ReferenceError
+        from synthgen.engine.validators.decontaminate import index_for
+
+        try:
+            index = index_for(source.decontaminate)
+        except ReferenceError as exc:
+            raise UserError(f"seeds.decontaminate: {exc}") from None
+
+    def keep(seed: Seed) -> bool:
+        if index is not None:
+            [hit] = index.check([seed.text])
+            if hit is not None:
+                result.skipped.append(f"{seed.source}: contaminated seed ({hit.describe()})")
+                return False
+        if registry is not None:
+            from synthgen.engine.validators.dedup import fingerprints
+
+            [(digest, signature)] = fingerprints([seed.text])
+            first = registry.claim_now(seed.seed_id, digest, signature)
+            if first is not None:
+                result.skipped.append(f"{seed.source}: near-duplicate of seed {first}")
+                result.duplicates += 1
+                return False
+        return True
+
+    return keep
 
 
 def _read(path: Path, source: SeedSource, skipped: list[str]) -> Iterator[Seed]:

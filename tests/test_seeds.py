@@ -109,3 +109,21 @@ def test_missing_path_and_empty_set_are_user_errors(tmp_path):
     (tmp_path / "empty.jsonl").write_text("")
     with pytest.raises(UserError, match="no seeds found in"):
         load_seeds(SeedSource(path=str(tmp_path / "empty.jsonl")))
+
+
+def test_seeds_screened_for_near_duplicates_and_benchmark_leaks(tmp_path):
+    from planted import disguise, humaneval_items
+
+    base = "Photosynthesis turns light, water and carbon dioxide into sugar and oxygen inside the chloroplasts of a leaf cell."
+    rows = [
+        {"text": base},
+        {"text": base.replace("leaf cell", "leaf cell, as every biology student learns early")},
+        {"text": disguise(humaneval_items()[3], "renamed")},
+        {"text": "Gravity pulls every mass towards every other mass, weaker with the square of the distance between them."},
+    ]
+    (tmp_path / "s.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    source = SeedSource(path=str(tmp_path / "s.jsonl"), near_dedup=0.5, decontaminate={"benchmarks": ["humaneval"]})
+    result = load_seeds(source)
+    assert [s.text for s in result.seeds] == [rows[0]["text"], rows[3]["text"]]
+    assert any("near-duplicate of seed " + result.seeds[0].seed_id in reason for reason in result.skipped)
+    assert any("contaminated seed (benchmark=humaneval item=HumanEval/3" in reason for reason in result.skipped)
