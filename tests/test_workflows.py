@@ -196,20 +196,20 @@ def test_textbook_section_and_exercises(scripted):
     assert records[0].fields["exercises"].startswith("Exercise:")
 
 
-def test_fan_out_gives_n_records_with_distinct_sample_indexes(scripted, tmp_path):
-    path = tmp_path / "fan.yaml"
+def qa_workflow(folder: Path, url: str, steps: str, answer: str) -> Path:
+    """A workflow over the shipped Q&A seeds with the given steps; the answer field ends the chat."""
+    path = folder / "qa_workflow.yaml"
     path.write_text(
-        f"""name: fan
-seeds: {{path: {REPO / 'seeds' / 'qa.jsonl'}, kind: qa}}
-teacher: {{base_url: {scripted.url}, model: scripted}}
-steps:
-  - id: answer
-    prompt: "{{{{ seed.meta.question }}}}"
-    n: 3
-messages: [{{role: user, content: "{{{{ seed.meta.question }}}}"}}, {{role: assistant, content: "{{{{ answer }}}}"}}]
-"""
+        f"name: qa_test\nseeds: {{path: {REPO / 'seeds' / 'qa.jsonl'}, kind: qa}}\n"
+        f"teacher: {{base_url: {url}, model: scripted}}\nsteps:\n{steps}"
+        f"messages: [{{role: user, content: '{{{{ seed.meta.question }}}}'}}, {{role: assistant, content: '{{{{ {answer} }}}}'}}]\n"
     )
-    workflow = load_workflow(path, limit=2)
+    return path
+
+
+def test_fan_out_gives_n_records_with_distinct_sample_indexes(scripted, tmp_path):
+    steps = "  - id: answer\n    prompt: '{{ seed.meta.question }}'\n    n: 3\n"
+    workflow = load_workflow(qa_workflow(tmp_path, scripted.url, steps, "answer"), limit=2)
     results = run_engine(workflow, load_seeds(workflow.seeds).seeds, None)
     for result in results:
         assert sorted(r.sample_index for r in result.records) == [0, 1, 2]
@@ -219,21 +219,8 @@ messages: [{{role: user, content: "{{{{ seed.meta.question }}}}"}}, {{role: assi
 
 def test_parse_steps_split_think_and_reject_with_the_raw_text(scripted, tmp_path):
     scripted.responder = lambda m: "<think>2 and 2 make 4</think> 4" if "15%" in m[-1]["content"] else "no tags here"
-    path = tmp_path / "think.yaml"
-    path.write_text(
-        f"""name: think
-seeds: {{path: {REPO / 'seeds' / 'qa.jsonl'}, kind: qa}}
-teacher: {{base_url: {scripted.url}, model: scripted}}
-steps:
-  - id: said
-    prompt: "{{{{ seed.meta.question }}}}"
-  - id: parts
-    from: said
-    parse: think
-messages: [{{role: user, content: "{{{{ seed.meta.question }}}}"}}, {{role: assistant, content: "{{{{ parts.answer }}}}"}}]
-"""
-    )
-    workflow = load_workflow(path)
+    steps = "  - id: said\n    prompt: '{{ seed.meta.question }}'\n  - id: parts\n    from: said\n    parse: think\n"
+    workflow = load_workflow(qa_workflow(tmp_path, scripted.url, steps, "parts.answer"))
     seeds = [s for s in load_seeds(workflow.seeds).seeds if s.meta["question"].startswith(("What is 15", "Why do we see"))]
     by_question = {seed.seed_id: seed.meta["question"] for seed in seeds}
     results = {by_question[r.seed_id][:10]: r for r in run_engine(workflow, seeds, None)}

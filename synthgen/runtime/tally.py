@@ -52,13 +52,14 @@ class LiveProgress:
         return self
 
     def __exit__(self, *exc) -> None:
+        # Wait for the thread whatever it is doing: a Ray call after ray.shutdown ends the process.
         self._stop.set()
-        self._thread.join(timeout=5)
+        self._thread.join()
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
             try:
-                self.progress.absorb(ray.get(self.tally.snapshot.remote(), timeout=5))
+                self.progress.absorb(ray.get(self.tally.snapshot.remote(), timeout=2))
             except Exception as exc:  # noqa: BLE001 - progress must never break a run
                 log.debug("live progress unavailable: %s", exc)
                 continue
