@@ -58,6 +58,13 @@ def _parser() -> argparse.ArgumentParser:
     decontaminate.add_argument("--ngram", type=int, default=13)
     decontaminate.add_argument("--jaccard", type=float, default=0.8)
 
+    mix = commands.add_parser("mix", help="build a weighted, deterministic training mixture from runs and files")
+    mix.add_argument("recipe", help="mixture recipe YAML")
+    mix.add_argument("--out", required=True, help="output folder for the shards and manifest.json")
+
+    report = commands.add_parser("report", help="write the HTML report (and PNG plots) of a run")
+    report.add_argument("dir", help="a run's output directory")
+
     teacher = commands.add_parser("teacher", help="the embedded teacher")
     teacher_commands = teacher.add_subparsers(dest="teacher_command", required=True)
     serve = teacher_commands.add_parser("serve", help="serve the embedded teacher (OpenAI-compatible) until stopped")
@@ -97,6 +104,9 @@ def _print_report(name: str, report) -> None:
           f"({report.processed} seeds run now, {report.skipped_committed} already committed)")
     print(format_summary(report.summary))
     print(f"shards: {report.out}/data (records), {report.out}/rejects; manifest: {report.out}/manifest.json")
+    from synthgen.report import write_report
+
+    print(f"report: {write_report(report.out)}")
     if report.message:
         print(report.message)
 
@@ -144,8 +154,31 @@ def _demo(args: argparse.Namespace) -> int:
     for name, report in rows:
         s = report.summary
         print(f"{name:<22}{s['seeds']:>6}{s['records']:>9}{s['rejects']:>9}{s['tokens_out']:>12}  {report.out}/data")
+    _demo_mixture(out, rows)
     print(f"look inside: synthgen inspect {out / 'instruction_reversal'} --sql \"SELECT * FROM data LIMIT 3\"")
     return status
+
+
+# The Phi-4 report's mixture shape: web rewrites, synthetic, code, acquired Q&A.
+DEMO_MIX = {"rewrite_augment": 30, "textbook": 40, "instruction_reversal": 20}
+ACQUIRED_WEIGHT = 10
+
+
+def _demo_mixture(out: Path, rows) -> None:
+    """A 30/40/20/10 mixture of the demo's runs and the shipped Q&A seeds (as acquired data);
+    a run that accepted nothing on its small slice is left out, and the line says so."""
+    from synthgen.mix import build_mixture
+    from synthgen.recipe import Recipe
+
+    empty = [name for name, report in rows if name in DEMO_MIX and not report.summary["records"]]
+    sources = [{"name": name, "path": str(out / name), "weight": weight, "max_repeat": 100}
+               for name, weight in DEMO_MIX.items() if name not in empty]
+    sources.append({"name": "acquired_qa", "path": str(Path(__file__).resolve().parent.parent / "seeds" / "qa.jsonl"),
+                    "weight": ACQUIRED_WEIGHT, "max_repeat": 100, "columns": {"prompt": "question", "completion": "answer"}})
+    manifest = build_mixture(Recipe(name="demo_mixture", sources=sources, shard_rows=100), out / "mixture")
+    shares = ", ".join(f"{s['name']} {s['achieved_share_tokens']:.1%} (target {s['target_share']:.1%})" for s in manifest["sources"])
+    print(f"mixture: {manifest['rows']} rows, {manifest['tokens']} tokens in {out / 'mixture'}; token shares: {shares}"
+          + (f"; left out (no accepted records): {', '.join(empty)}" if empty else ""))
 
 
 def _inspect(args: argparse.Namespace) -> int:
@@ -195,7 +228,30 @@ def _decontaminate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"decontaminate": _decontaminate, "run": _run, "check": _check, "demo": _demo, "inspect": _inspect, "teacher": _teacher, "sandbox": _sandbox}
+def _mix(args: argparse.Namespace) -> int:
+    from synthgen.mix import build_mixture
+    from synthgen.recipe import load_recipe
+
+    manifest = build_mixture(load_recipe(args.recipe), Path(args.out))
+    print(f"mixture {manifest['recipe']['name']}: {manifest['rows']} rows, {manifest['tokens']} tokens "
+          f"({manifest['tokenizer']}), {len(manifest['shards'])} shards in {args.out}")
+    print("source            target   tokens   rows   (share achieved)")
+    for source in manifest["sources"]:
+        print(f"  {source['name']:<15} {source['target_share']:>6.1%}  {source['achieved_share_tokens']:>6.1%}  "
+              f"{source['achieved_share_rows']:>6.1%}   {source['tokens_taken']} tokens, {source['rows_taken']} rows, "
+              f"{source['passes']} pass(es)")
+    return EXIT_OK
+
+
+def _report(args: argparse.Namespace) -> int:
+    from synthgen.report import write_report
+
+    page = write_report(Path(args.dir))
+    print(f"report: {page}")
+    return EXIT_OK
+
+
+COMMANDS = {"decontaminate": _decontaminate, "mix": _mix, "report": _report, "run": _run, "check": _check, "demo": _demo, "inspect": _inspect, "teacher": _teacher, "sandbox": _sandbox}
 
 
 def main(argv: list[str] | None = None) -> int:

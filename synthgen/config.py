@@ -56,7 +56,7 @@ class SeedSource(Strict):
     @field_validator("path")
     @classmethod
     def _resolve(cls, value: str, info: ValidationInfo) -> str:
-        return str(_resolve_path(value, info))
+        return str(resolve_path(value, info))
 
 
 class Price(Strict):
@@ -323,7 +323,7 @@ class BenchmarkFile(Strict):
     @field_validator("path")
     @classmethod
     def _resolve(cls, value: str, info: ValidationInfo) -> str:
-        return value if value.startswith("hf:") else str(_resolve_path(value, info))
+        return value if value.startswith("hf:") else str(resolve_path(value, info))
 
 
 class DecontaminateValidator(Strict):
@@ -378,7 +378,7 @@ class Output(Strict):
     @field_validator("dir")
     @classmethod
     def _resolve(cls, value: str | None, info: ValidationInfo) -> str | None:
-        return None if value is None else str(_resolve_path(value, info))
+        return None if value is None else str(resolve_path(value, info))
 
 
 class Runtime(Strict):
@@ -511,7 +511,7 @@ def _check_validator_fields(validator: Any, known: set[str], where: str) -> None
                              f"fields available: {', '.join(sorted(known - {SEED_VARIABLE})) or 'none'}")
 
 
-def _resolve_path(value: str, info: ValidationInfo) -> Path:
+def resolve_path(value: str, info: ValidationInfo) -> Path:
     base = Path((info.context or {}).get("base_dir", "."))
     path = Path(value).expanduser()
     return path if path.is_absolute() else (base / path).resolve()
@@ -521,7 +521,7 @@ def _template_text(value: str, info: ValidationInfo) -> str:
     looks_like_file = "\n" not in value and "{" not in value and value.endswith(_TEMPLATE_SUFFIXES)
     if not looks_like_file:
         return value
-    path = _resolve_path(value, info)
+    path = resolve_path(value, info)
     if not path.is_file():
         raise ValueError(f"template file not found: {path}")
     return path.read_text(encoding="utf-8")

@@ -15,7 +15,6 @@ import gzip
 import hashlib
 import importlib.util
 import json
-import os
 import shutil
 import tempfile
 from collections import Counter
@@ -26,6 +25,7 @@ import numpy as np
 
 from synthgen.engine.codenorm import code_parts, normalize
 from synthgen.engine.shingles import Segmented, ngram_hashes, signatures, word_hashes
+from synthgen.userdirs import cache_dir
 
 INDEX_VERSION = "3"  # bump whenever the build changes: it keys the on-disk cache
 SHINGLE_WORDS = 5
@@ -151,7 +151,7 @@ class ReferenceIndex:
         """Build the index for `sources`, or load it from the on-disk cache when already built."""
         refs = [ref for source in sources for ref in load_references(source)]
         digest = hashlib.sha256(json.dumps([INDEX_VERSION, asdict(params), [asdict(r) for r in refs]]).encode()).hexdigest()
-        directory = (cache_root or cache_dir()) / digest[:24]
+        directory = (cache_root or cache_dir("references")) / digest[:24]
         if not (directory / "refs.json").is_file():
             _save(directory, *cls._build(refs, params))
         return cls._load(directory, params)
@@ -277,11 +277,6 @@ def word_hashes_subset(words: Segmented, docs: list[int]) -> Segmented:
     parts = [words.of(doc) for doc in docs]
     offsets = np.concatenate(([0], np.cumsum([len(part) for part in parts]))).astype(np.int64)
     return Segmented(np.concatenate(parts) if parts else np.zeros(0, np.uint64), offsets)
-
-
-def cache_dir() -> Path:
-    root = os.environ.get("SYNTHGEN_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "synthgen")
-    return Path(root) / "references"
 
 
 def _digest(values: np.ndarray) -> str:

@@ -1,0 +1,175 @@
+"""The run report: one self-contained HTML page (plots embedded as PNG, also written beside it)
+that shows people what a run produced: the acceptance funnel, rejects by reason, lengths and
+tokens, teacher cost per step, throughput over time, contamination hits and sample records."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+
+from synthgen.inspection import connect, summarize
+
+SAMPLES = 3
+SECTIONS = ("overview", "funnel", "rejects", "lengths", "teachers", "throughput", "contamination", "samples")
+
+
+def write_report(out: Path) -> Path:
+    """Write OUT/report/index.html (+ PNGs) for the run in `out`; return the page's path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    con = connect(out)
+    summary = summarize(con)
+    manifest = json.loads((out / "manifest.json").read_text()) if (out / "manifest.json").exists() else {}
+    folder = out / "report"
+    folder.mkdir(exist_ok=True)
+    page = _Page(folder)
+    steps = [step["id"] for step in manifest.get("config", {}).get("steps", [])]
+    page.section("overview", "Overview", _overview(manifest, summary))
+    page.section("funnel", "Acceptance funnel", _funnel(page, con, steps, summary))
+    page.section("rejects", "Rejects by reason", _rejects(page, summary))
+    page.section("lengths", "Lengths and tokens", _lengths(page, con))
+    page.section("teachers", "Tokens and cost per teacher and step", _teachers(summary))
+    page.section("throughput", "Throughput over time", _throughput(page, con))
+    page.section("contamination", "Contamination hits per benchmark", _contamination(summary))
+    page.section("samples", "Sample records", _samples(con))
+    title = f"synthgen report: {manifest.get('workflow', out.name)}"
+    path = folder / "index.html"
+    path.write_text(page.render(title))
+    return path
+
+
+class _Page:
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.parts: list[str] = []
+
+    def section(self, anchor: str, title: str, body: str) -> None:
+        self.parts.append(f'<section id="{anchor}"><h2>{html.escape(title)}</h2>{body}</section>')
+
+    def plot(self, name: str, draw) -> str:
+        import matplotlib.pyplot as plt
+
+        figure, axes = plt.subplots(figsize=(7, 3.2), dpi=100)
+        draw(axes)
+        figure.tight_layout()
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png")
+        plt.close(figure)
+        (self.folder / f"{name}.png").write_bytes(buffer.getvalue())
+        encoded = base64.b64encode(buffer.getvalue()).decode()
+        return f'<img alt="{html.escape(name)}" src="data:image/png;base64,{encoded}">'
+
+    def render(self, title: str) -> str:
+        style = ("body{font-family:sans-serif;max-width:980px;margin:2em auto;color:#222}"
+                 "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}"
+                 "pre{background:#f6f6f6;padding:8px;white-space:pre-wrap}section{margin-bottom:2em}")
+        return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+                f"<style>{style}</style></head><body><h1>{html.escape(title)}</h1>{''.join(self.parts)}</body></html>")
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    if not rows:
+        return "<p>none</p>"
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _overview(manifest: dict, summary: dict) -> str:
+    seeds = manifest.get("seeds", {})
+    rows = [
+        ["workflow", manifest.get("workflow", "?")], ["workflow hash", manifest.get("workflow_hash", "?")],
+        ["status", manifest.get("status", "?")], ["seeds settled", summary["seeds"]],
+        ["seeds pending", seeds.get("pending", "?")], ["records", summary["records"]], ["rejects", summary["rejects"]],
+        ["teacher requests (paid)", summary["requests"]], ["cache hits", summary["cache_hits"]],
+        ["tokens in / out", f"{summary['tokens_in']} / {summary['tokens_out']}"],
+        ["cost (USD)", summary.get("cost_usd") if summary.get("cost_usd") is not None else "no price configured"],
+    ]
+    return _table(["", ""], rows)
+
+
+def _funnel(page: _Page, con, steps: list[str], summary: dict) -> str:
+    by_stage = dict(con.execute("SELECT stage, count(*) FROM rejects GROUP BY stage").fetchall())
+    order = [s for s in steps if s in by_stage] + sorted(s for s in by_stage if s not in steps)
+    remaining = summary["records"] + summary["rejects"]
+    rows, labels, values = [], ["samples"], [remaining]
+    for stage in order:
+        remaining -= by_stage[stage]
+        rows.append([stage, by_stage[stage], remaining])
+        labels.append(f"after {stage}")
+        values.append(remaining)
+    image = page.plot("funnel", lambda ax: (ax.barh(labels[::-1], values[::-1], color="#4a7"), ax.set_xlabel("samples")))
+    validators = _table(["validator", "checked", "passed", "pass rate"],
+                        [[v["validator"], v["checked"], v["passed"], f"{v['pass_rate']:.1%}"] for v in summary["validators"]])
+    return image + _table(["stage", "rejected here", "still in"], rows) + "<h3>Validators</h3>" + validators
+
+
+def _rejects(page: _Page, summary: dict) -> str:
+    rows = summary["rejects_by_reason"]
+    if rows:
+        top = rows[:10]
+        page_image = page.plot("rejects", lambda ax: (
+            ax.barh([f"[{r['stage']}] {r['reason'][:40]}" for r in top][::-1], [r["count"] for r in top][::-1], color="#c66"),
+            ax.set_xlabel("samples")))
+    else:
+        page_image = ""
+    return page_image + _table(["count", "stage", "reason"], [[r["count"], r["stage"], r["reason"]] for r in rows])
+
+
+def _lengths(page: _Page, con) -> str:
+    rows = con.execute(
+        """SELECT (SELECT sum(t.tokens_out) FROM unnest(turns) AS u(t)) AS tokens,
+                  (SELECT sum(length(m.content)) FROM unnest(messages) AS v(m)) AS chars FROM data"""
+    ).fetchall()
+    tokens = [r[0] or 0 for r in rows]
+    chars = [r[1] or 0 for r in rows]
+    if not rows:
+        return "<p>no accepted records yet</p>"
+    image = page.plot("lengths", lambda ax: (ax.hist(tokens, bins=min(30, max(5, len(tokens))), color="#47a"),
+                                             ax.set_xlabel("teacher tokens per accepted record"), ax.set_ylabel("records")))
+    stats = [["teacher tokens per record", min(tokens), sorted(tokens)[len(tokens) // 2], max(tokens)],
+             ["characters of messages per record", min(chars), sorted(chars)[len(chars) // 2], max(chars)]]
+    return image + _table(["", "min", "median", "max"], stats)
+
+
+def _teachers(summary: dict) -> str:
+    teachers = _table(["teacher", "requests", "cache hits", "retries", "paid tokens in", "paid tokens out", "mean latency s", "cost USD"],
+                      [[t["teacher"], t["requests"], t["cache_hits"], t["retries"], t["paid_tokens_in"], t["paid_tokens_out"],
+                        t["mean_latency_s"], t.get("cost_usd", "-")] for t in summary["teachers"]])
+    steps = _table(["step", "calls", "requests", "retries", "tokens in", "tokens out", "mean latency s"],
+                   [[s["step"], s["calls"], s["requests"], s["retries"], s["tokens_in"], s["tokens_out"], s["mean_latency_s"]]
+                    for s in summary["steps"]])
+    return teachers + "<h3>Per step</h3>" + steps
+
+
+def _throughput(page: _Page, con) -> str:
+    rows = con.execute(
+        """SELECT date_trunc('minute', created_at) AS minute, count(*) FROM
+           (SELECT created_at FROM data UNION ALL SELECT created_at FROM rejects) GROUP BY 1 ORDER BY 1"""
+    ).fetchall()
+    if not rows:
+        return "<p>nothing settled yet</p>"
+    first = rows[0][0]
+    minutes = [(r[0] - first).total_seconds() / 60 for r in rows]
+    image = page.plot("throughput", lambda ax: (ax.plot(minutes, [r[1] for r in rows], marker="o", color="#a74"),
+                                                ax.set_xlabel("minutes into the run"), ax.set_ylabel("samples settled per minute")))
+    return image + _table(["minute (UTC)", "samples settled"], [[r[0], r[1]] for r in rows])
+
+
+def _contamination(summary: dict) -> str:
+    return _table(["benchmark", "method", "hits"], [[c["benchmark"], c["method"], c["hits"]] for c in summary.get("contamination", [])])
+
+
+def _samples(con) -> str:
+    rows = con.execute(f"SELECT record_id, messages FROM data ORDER BY record_id LIMIT {SAMPLES}").fetchall()
+    if not rows:
+        return "<p>no accepted records yet</p>"
+    parts = []
+    for record_id, messages in rows:
+        turns = "".join(f"<p><b>{html.escape(m['role'])}</b></p><pre>{html.escape(m['content'])}</pre>" for m in messages)
+        parts.append(f"<h3>{html.escape(record_id)}</h3>{turns}")
+    return "".join(parts)
