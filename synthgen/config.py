@@ -29,7 +29,7 @@ _RESERVED_FIELDS = {
     SEED_VARIABLE, "record_id", "seed_id", "sample_index", "workflow", "workflow_hash", "messages", "turns",
     "verdicts", "teacher_model", "created_at", "node", "stage", "reason", "raw",
 }
-_GENERATION_KNOBS = {"model", "temperature", "top_p", "max_tokens", "seed", "structured_output"}
+_GENERATION_KNOBS = {"model", "temperature", "top_p", "frequency_penalty", "max_tokens", "seed", "structured_output"}
 
 
 class Strict(BaseModel):
@@ -72,6 +72,7 @@ class Teacher(Strict):
     api_key_env: str = "OPENAI_API_KEY"
     temperature: float = Field(0.2, ge=0, le=2)
     top_p: float | None = Field(None, gt=0, le=1)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2, description="discourages repeating tokens (small models loop)")
     max_tokens: int = Field(512, ge=1)
     seed: int | None = 0
     max_in_flight: int = Field(32, ge=1, description="requests in flight per worker")
@@ -108,6 +109,7 @@ class _Asks(_Step):
     """A step that talks to a teacher."""
 
     system: str | None = None
+    examples: list[Example] = Field(default_factory=list, description="worked examples, sent as earlier turns")
     teacher: str = "default"
     temperature: float | None = Field(None, ge=0, le=2)
     max_tokens: int | None = Field(None, ge=1)
@@ -122,7 +124,6 @@ class GenerateStep(_Asks):
     """One chat turn against a teacher; its (parsed) answer becomes the field named `id`."""
 
     prompt: str
-    examples: list[Example] = Field(default_factory=list)
     parse: Literal["text", "code_block", "json"] = "text"
     conversation: Literal["new", "continue"] = "new"
     n: int = Field(1, ge=1, le=16, description="samples per incoming sample: each continues the workflow on its own")
@@ -469,13 +470,13 @@ class _StepCheck:
             if step.teacher not in self.workflow.teachers:
                 raise ValueError(f"{where}.teacher: unknown teacher '{step.teacher}'; valid: {', '.join(self.workflow.teachers)}")
             _check_names(step.system, known, f"{where}.system")
+            for number, example in enumerate(step.examples):
+                _check_names(example.user, known, f"{where}.examples[{number}].user")
+                _check_names(example.assistant, known, f"{where}.examples[{number}].assistant")
         if isinstance(step, GenerateStep):
             if step.conversation == "continue" and not any(isinstance(s, GenerateStep) for s in self.workflow.steps[:index]):
                 raise ValueError(f"{where}.conversation: no earlier generate step has a conversation to continue")
             _check_names(step.prompt, known, f"{where}.prompt")
-            for number, example in enumerate(step.examples):
-                _check_names(example.user, known, f"{where}.examples[{number}].user")
-                _check_names(example.assistant, known, f"{where}.examples[{number}].assistant")
         elif isinstance(step, ParseStep):
             self.field(step.from_, "from")
         elif isinstance(step, ValidateStep):

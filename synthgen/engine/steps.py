@@ -24,12 +24,7 @@ JUDGE_SYSTEM = "You are a strict, fair grader. You reply with the score and a on
 async def generate(runner, step: GenerateStep, sample: Sample) -> None:
     prompt = render_or_fail(step.prompt, sample.context, step.id)
     if step.conversation == "new":
-        sample.conversation = _opening(step.system, sample, step.id)
-        for example in step.examples:
-            sample.conversation.append({"role": "user", "content": render_or_fail(example.user, sample.context, step.id)})
-            sample.conversation.append(
-                {"role": "assistant", "content": render_or_fail(example.assistant, sample.context, step.id)}
-            )
+        sample.conversation = _opening(step, step.system, sample)
     sample.conversation.append({"role": "user", "content": prompt})
     sample.set(step.id, await _answer(runner, step, sample, step.parse, "answer"))
 
@@ -67,19 +62,24 @@ def _ask_options(runner, step, kind: str) -> dict:
 
 
 @contextlib.contextmanager
-def _side_conversation(sample: Sample, system: str | None, stage: str) -> Iterator[None]:
+def _side_conversation(sample: Sample, step, system: str | None) -> Iterator[None]:
     """Graders and revisers talk in a conversation of their own: a later `continue` step picks
     up the main one where it was."""
     main = sample.conversation
-    sample.conversation = _opening(system, sample, stage)
+    sample.conversation = _opening(step, system, sample)
     try:
         yield
     finally:
         sample.conversation = main
 
 
-def _opening(system: str | None, sample: Sample, stage: str) -> list[dict[str, str]]:
-    return [{"role": "system", "content": render_or_fail(system, sample.context, stage)}] if system else []
+def _opening(step, system: str | None, sample: Sample) -> list[dict[str, str]]:
+    """A new conversation: the system prompt, then the step's worked examples as earlier turns."""
+    opening = [{"role": "system", "content": render_or_fail(system, sample.context, step.id)}] if system else []
+    for example in step.examples:
+        opening.append({"role": "user", "content": render_or_fail(example.user, sample.context, step.id)})
+        opening.append({"role": "assistant", "content": render_or_fail(example.assistant, sample.context, step.id)})
+    return opening
 
 
 async def parse_field(runner, step: ParseStep, sample: Sample) -> None:
@@ -127,7 +127,7 @@ async def revise(runner, step: ReviseStep, sample: Sample) -> None:
             )
         context = {**sample.context, "previous": sample.fields[step.revise], "evidence": outcome.evidence or outcome.detail,
                    "round": round_number + 1}
-        with _side_conversation(sample, step.system, step.id):
+        with _side_conversation(sample, step, step.system):
             sample.conversation.append({"role": "user", "content": render_or_fail(step.prompt, context, step.id)})
             sample.set(step.revise, await _answer(runner, step, sample, kind, "revise", round_number + 1))
 
@@ -161,7 +161,7 @@ async def _score(runner, step: JudgeStep, sample: Sample, round_number: int = 0)
     low, high = step.scale
     rubric = render_or_fail(step.rubric, sample.context, step.id)
     context = {**sample.context, "rubric": rubric, "text": sample.fields[step.judge], "low": low, "high": high}
-    with _side_conversation(sample, step.system or JUDGE_SYSTEM, step.id):
+    with _side_conversation(sample, step, step.system or JUDGE_SYSTEM):
         sample.conversation.append({"role": "user", "content": render_or_fail(step.prompt, context, step.id)})
         text = await runner.ask(step, sample, "judge", round_number=round_number)
     try:

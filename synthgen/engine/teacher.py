@@ -112,6 +112,8 @@ class TeacherClient:
         }
         if self.config.top_p is not None:
             body["top_p"] = self.config.top_p
+        if self.config.frequency_penalty is not None:
+            body["frequency_penalty"] = self.config.frequency_penalty
         if self.config.seed is not None:
             body["seed"] = self.config.seed + sample_index
         if stop:
