@@ -19,7 +19,6 @@ import logging
 import math
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb

@@ -4,6 +4,7 @@ that run the real `synthgen` command in a subprocess."""
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -78,3 +79,16 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def apt_install(*packages: str) -> bool:
+    """Install Debian packages for a test that needs a real program (root + apt only); the
+    package lists may be stale on a fresh machine, so one `apt-get update` is allowed."""
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        return False
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    command = ["apt-get", "install", "-y", "-q", *packages]
+    if subprocess.run(command, capture_output=True, env=env, timeout=900).returncode == 0:
+        return True
+    subprocess.run(["apt-get", "update", "-q"], capture_output=True, env=env, timeout=900)
+    return subprocess.run(command, capture_output=True, env=env, timeout=900).returncode == 0

@@ -7,13 +7,14 @@ to (root, apt), and skip the Docker cases with the reason otherwise."""
 from __future__ import annotations
 
 import functools
-import os
 import shutil
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
+
+from conftest import apt_install
 
 from synthgen.engine.sandbox import SandboxUnavailable
 from synthgen.engine.sandbox.docker import DEFAULT_IMAGE, engine
@@ -54,13 +55,8 @@ def docker_problem() -> str | None:
 
 
 def _start_dockerd() -> str | None:
-    if shutil.which("dockerd") is None:
-        if os.geteuid() != 0 or shutil.which("apt-get") is None:
-            return "dockerd is not installed and cannot be installed here (needs root and apt)"
-        install = subprocess.run(["apt-get", "install", "-y", "-q", "docker.io", "debootstrap"], capture_output=True,
-                                 text=True, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"}, timeout=900)
-        if install.returncode != 0:
-            return f"apt-get install docker.io failed: {install.stderr.strip()[-300:]}"
+    if shutil.which("dockerd") is None and not apt_install("docker.io", "debootstrap"):
+        return "dockerd is not installed and could not be installed here (needs root, apt and the Debian mirror)"
     with DOCKERD_LOG.open("ab") as log:
         subprocess.Popen(["dockerd"], stdout=log, stderr=log, start_new_session=True)
     for _ in range(60):

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import free_port, REPO, SHIPPED_CODE_SEEDS, synthgen_cli, workflow_yaml
+from conftest import free_port, SHIPPED_CODE_SEEDS, synthgen_cli, workflow_yaml
 
 from synthgen.inspection import connect
 

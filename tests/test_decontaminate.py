@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import REPO, synthgen_cli
+from conftest import synthgen_cli
 from planted import DISGUISES, clean_texts, disguise, humaneval_items, program
 
 import synthgen

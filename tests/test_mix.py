@@ -4,16 +4,14 @@ the run report rendered by a real headless Chromium."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import synthgen_cli, workflow_yaml
+from conftest import apt_install, synthgen_cli, workflow_yaml
 
 import synthgen
 from synthgen.errors import UserError
@@ -139,12 +137,9 @@ def test_offline_tokenizer_and_interop(source_files, tmp_path):
 
 
 def _chromium() -> str | None:
-    found = shutil.which("chromium")
-    if found is None and os.geteuid() == 0 and shutil.which("apt-get"):
-        subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], capture_output=True, timeout=900,
-                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
-        found = shutil.which("chromium")
-    return found
+    if shutil.which("chromium") is None:
+        apt_install("chromium")
+    return shutil.which("chromium")
 
 
 def test_report_of_a_real_run_renders_in_headless_chromium(ray_local, teacher, tmp_path):

@@ -138,6 +138,7 @@ class TeacherClient:
         problem = ""
         unavailable = False
         attempts = self.config.max_retries + 1
+        delay = 0.0
         for attempt in range(attempts):
             if attempt:
                 await asyncio.sleep(delay)
