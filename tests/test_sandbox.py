@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -284,3 +285,17 @@ def test_pool_survives_its_agent_dying(pool):
         os.killpg(transport.process.pid, 9)
     assert_still_healthy(pool)
     assert pool.slots[0].transport is not transport, "a fresh agent took over"
+
+
+def test_docker_containers_of_a_killed_owner_are_removed():
+    options = backend_options("docker")
+    from synthgen.engine.sandbox.docker import LABEL, engine
+
+    client = engine()
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    dead = finished.pid  # a pid that no longer runs
+    orphan = client.containers.create(options["image"], command=["sleep", "60"], labels={LABEL: str(dead)})
+    with open_sandbox("docker", slots=1, ceiling=TIGHT, **options):
+        remaining = [c.id for c in client.containers.list(all=True, filters={"label": LABEL})]
+    assert orphan.id not in remaining

@@ -123,4 +123,26 @@ def make_pool(slots: int, ceiling: Limits, recycle_after: int = 1000, image: str
         client.images.get(image)
     except Exception as exc:  # noqa: BLE001
         raise SandboxUnavailable(f"sandbox image {image!r} not found: build it with `bash sandbox/build_image.sh {image}`") from exc
+    _remove_orphans(client)
     return AgentPool("docker", lambda slot: ContainerTransport(client, image, slot, ceiling), slots, recycle_after)
+
+
+def _remove_orphans(client) -> None:
+    """Containers of sandbox pools whose process died without closing them (a killed worker)."""
+    for container in client.containers.list(all=True, filters={"label": LABEL}):
+        owner = container.labels.get(LABEL, "")
+        if owner.isdigit() and not _alive(int(owner)):
+            try:
+                container.remove(force=True)
+            except Exception as exc:  # noqa: BLE001 - already going away
+                log.debug("removing orphaned sandbox container %s: %s", container.short_id, exc)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
