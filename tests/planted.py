@@ -1,6 +1,6 @@
 """Disguised benchmark items for tests and `bench/decontam_speed.py`: each HumanEval item
-rewritten the ways contamination hides (reformatted, renamed, re-documented, embedded in a
-longer answer, its prompt quoted in an instruction), plus clean texts that must not be flagged."""
+rewritten the ways contamination hides (reformatted, renamed, re-documented, type hints
+removed, embedded in a longer answer, its prompt quoted in an instruction), plus clean texts that must not be flagged."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from pathlib import Path
 from synthgen.engine.references import humaneval_path
 
 REPO = Path(__file__).resolve().parent.parent
-DISGUISES = ("verbatim", "reformatted", "compact", "renamed", "reworded_docstring", "embedded", "prompt_quoted", "all_at_once")
+DISGUISES = ("verbatim", "reformatted", "compact", "renamed", "reworded_docstring", "unannotated", "embedded",
+             "prompt_quoted", "all_at_once")
 
 
 def humaneval_items() -> list[dict]:
@@ -80,6 +81,14 @@ def disguise(item: dict, how: str) -> str:
         return ast.unparse(_Renamer(tree).visit(tree))
     if how == "reworded_docstring":
         return ast.unparse(_set_docstrings(_tree(item), "Computes what the caller asked for, see the examples in the tests."))
+    if how == "unannotated":
+        tree = _tree(item)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef):
+                node.returns = None
+                for argument in node.args.args:
+                    argument.annotation = None
+        return ast.unparse(tree)
     if how == "embedded":
         return ("Sure! Here is a clean implementation.\n\n```python\nimport math\n\ndef helper_area(r):\n"
                 "    return math.pi * r * r\n\n" + program(item) + "\n```\n\nThe helper is unused; the main function "

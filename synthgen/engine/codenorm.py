@@ -40,7 +40,15 @@ def code_parts(text: str) -> list[str]:
 
 
 def normalize(source: str) -> str:
-    """The canonical token sequence of `source`, or "" when it does not tokenize."""
+    """The canonical token sequence of `source`, or "" when it does not tokenize.
+
+    Code that parses goes through the AST first (docstrings and type annotations dropped,
+    `ast.unparse` fixes parentheses, quotes and number spellings); code cut mid-way is read
+    token by token as far as it goes."""
+    try:
+        source = ast.unparse(_Plain().visit(ast.parse(source)))
+    except (SyntaxError, ValueError, RecursionError):
+        pass
     docstrings = _docstring_starts(source)
     names: dict[str, str] = {}
     out: list[str] = []
@@ -66,6 +74,33 @@ def normalize(source: str) -> str:
     except (tokenize.TokenError, IndentationError, SyntaxError):
         pass  # keep what tokenized: answers get cut mid-code
     return " ".join(out)
+
+
+class _Plain(ast.NodeTransformer):
+    """Drops what a disguise changes without changing behaviour: docstrings, annotations."""
+
+    def _body(self, node):
+        self.generic_visit(node)
+        first = node.body[0] if node.body else None
+        if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+            node.body = node.body[1:] or [ast.Pass()]
+        return node
+
+    visit_Module = visit_ClassDef = _body
+
+    def visit_FunctionDef(self, node):
+        node.returns = None
+        for argument in [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs, node.args.vararg, node.args.kwarg]:
+            if argument is not None:
+                argument.annotation = None
+        return self._body(node)
+
+    visit_AsyncFunctionDef = visit_FunctionDef
+
+    def visit_AnnAssign(self, node):
+        if node.value is None:
+            return None  # a bare declaration does nothing at run time
+        return ast.copy_location(ast.Assign(targets=[node.target], value=node.value), node)
 
 
 def _docstring_starts(source: str) -> set[tuple[int, int]]:

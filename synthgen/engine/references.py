@@ -27,7 +27,7 @@ from synthgen.engine.codenorm import code_parts, normalize
 from synthgen.engine.shingles import Segmented, ngram_hashes, signatures, word_hashes
 from synthgen.userdirs import cache_dir
 
-INDEX_VERSION = "3"  # bump whenever the build changes: it keys the on-disk cache
+INDEX_VERSION = "4"  # bump whenever the build changes: it keys the on-disk cache
 SHINGLE_WORDS = 5
 MIN_EXACT_CODE_TOKENS = 8
 
@@ -53,7 +53,7 @@ class Params:
     num_perm: int = 128
     code_ngram: int = 10
     code_containment: float = 0.6
-    min_code_tokens: int = 24  # shorter canonical forms (def f(a, b): return a + b) match too much clean code
+    min_code_tokens: int = 32  # shorter canonical forms (def f(a, b): return a + b) match too much clean code
 
 
 @dataclass(frozen=True)
