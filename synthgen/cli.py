@@ -58,6 +58,13 @@ def _parser() -> argparse.ArgumentParser:
     decontaminate.add_argument("--ngram", type=int, default=13)
     decontaminate.add_argument("--jaccard", type=float, default=0.8)
 
+    seeds = commands.add_parser("seeds", help="seed curation")
+    seeds_commands = seeds.add_subparsers(dest="seeds_command", required=True)
+    curate = seeds_commands.add_parser("curate", help="filter, dedup, score and tag raw sources into a seeds Parquet")
+    curate.add_argument("sources", nargs="+", metavar="SOURCE", help="folders or files: .py, .md/.txt/.html, .jsonl, .parquet")
+    curate.add_argument("--out", required=True, help="the seeds Parquet (rejects and summary are written beside it)")
+    curate.add_argument("--config", help="CURATE.yaml (filters, judge, classifier, topics, caps)")
+
     mix = commands.add_parser("mix", help="build a weighted, deterministic training mixture from runs and files")
     mix.add_argument("recipe", help="mixture recipe YAML")
     mix.add_argument("--out", required=True, help="output folder for the shards and manifest.json")
@@ -251,7 +258,22 @@ def _report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"decontaminate": _decontaminate, "mix": _mix, "report": _report, "run": _run, "check": _check, "demo": _demo, "inspect": _inspect, "teacher": _teacher, "sandbox": _sandbox}
+def _seeds(args: argparse.Namespace) -> int:
+    from synthgen.curate.config import load_curate_config
+    from synthgen.curate.pipeline import curate
+
+    summary = curate([Path(p) for p in args.sources], load_curate_config(args.config), Path(args.out))
+    print(f"{summary['candidates']} candidates: {summary['kept']} kept, {summary['rejected']} rejected")
+    for reason, count in summary["rejected_by_reason"].items():
+        print(f"  {count:>6}  {reason}")
+    print("topic coverage of the kept seeds:")
+    for topic, count in summary["coverage"].items():
+        print(f"  {topic:<18}{count:>6}  {'#' * min(count, 60)}")
+    print(f"seeds: {summary['outputs']['seeds']}; rejects: {summary['outputs']['rejects']}")
+    return EXIT_OK
+
+
+COMMANDS = {"decontaminate": _decontaminate, "seeds": _seeds, "mix": _mix, "report": _report, "run": _run, "check": _check, "demo": _demo, "inspect": _inspect, "teacher": _teacher, "sandbox": _sandbox}
 
 
 def main(argv: list[str] | None = None) -> int:

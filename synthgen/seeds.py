@@ -18,7 +18,7 @@ from synthgen.records import Seed, SeedKind
 
 log = logging.getLogger(__name__)
 
-_TEXT_SUFFIXES = {".md", ".markdown", ".txt", ".rst"}
+_TEXT_SUFFIXES = {".md", ".markdown", ".txt", ".rst", ".html", ".htm"}
 _HEADING = re.compile(r"^#{1,6}\s")
 
 
@@ -36,7 +36,7 @@ def load_seeds(source: SeedSource) -> SeedSet:
     seen: set[str] = set()
     result = SeedSet(seeds=[])
     keep = _screen(source, result)
-    for seed in _read(path, source, result.skipped):
+    for seed in read_seeds(path, source, result.skipped):
         if seed.seed_id in seen:
             result.duplicates += 1
             continue
@@ -92,7 +92,8 @@ def _screen(source: SeedSource, result: SeedSet):
     return keep
 
 
-def _read(path: Path, source: SeedSource, skipped: list[str]) -> Iterator[Seed]:
+def read_seeds(path: Path, source: SeedSource, skipped: list[str]) -> Iterator[Seed]:
+    """Every candidate seed under `path`, unfiltered and not deduplicated."""
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     for file in files:
         fmt = source.format if source.format != "auto" else _format_of(file)
@@ -121,6 +122,49 @@ def _format_of(file: Path) -> str | None:
     return None
 
 
+def _row_seeds(row: dict, source: SeedSource, where: str, skipped: list[str]) -> Iterator[Seed]:
+    """A row's seed; a code row that holds a whole file gives one seed per definition in it."""
+    seed = _row_seed(row, source, where, skipped)
+    if seed is None:
+        return
+    if seed.kind == "code" and seed.text.count("\ndef ") + seed.text.count("\nclass ") + seed.text.startswith(("def ", "class ")) > 1:
+        yield from python_definitions(seed.text, where, source, skipped)
+    else:
+        yield seed
+
+
+def html_text(markup: str) -> str:
+    """The readable text of an HTML page: scripts, styles and navigation dropped, blocks kept as paragraphs."""
+    from html.parser import HTMLParser
+
+    class Reader(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.parts: list[str] = []
+            self.hidden = 0
+
+        def handle_starttag(self, tag, attrs):
+            if tag in ("script", "style", "nav", "header", "footer", "noscript"):
+                self.hidden += 1
+            elif tag in ("p", "div", "br", "li", "section", "article", "h1", "h2", "h3", "h4", "tr"):
+                self.parts.append("\n\n")
+            if tag in ("h1", "h2", "h3", "h4"):
+                self.parts.append("#" * int(tag[1]) + " ")
+
+        def handle_endtag(self, tag):
+            if tag in ("script", "style", "nav", "header", "footer", "noscript") and self.hidden:
+                self.hidden -= 1
+
+        def handle_data(self, data):
+            if not self.hidden:
+                self.parts.append(data)
+
+    reader = Reader()
+    reader.feed(markup)
+    paragraphs = [" ".join(p.split()) for p in "".join(reader.parts).split("\n\n")]
+    return "\n\n".join(p for p in paragraphs if p)
+
+
 def _row_seed(row: dict, source: SeedSource, where: str, skipped: list[str]) -> Seed | None:
     kind: SeedKind
     if source.kind == "qa" or (source.kind is None and source.question_field in row and source.answer_field in row):
@@ -135,7 +179,7 @@ def _row_seed(row: dict, source: SeedSource, where: str, skipped: list[str]) -> 
         if not isinstance(text, str) or len(text.strip()) < source.min_chars:
             skipped.append(f"{where}: no text in field '{source.text_field}' (or shorter than {source.min_chars} chars)")
             return None
-        kind, text, meta = source.kind or "text", text.strip(), {}
+        kind, text, meta = source.kind or str(row.get("kind") or "text"), text.strip(), {}
     for name in source.meta_fields:
         if row.get(name) is not None:
             meta[name] = str(row[name])
@@ -158,9 +202,7 @@ def _jsonl(file: Path, source: SeedSource, skipped: list[str]) -> Iterator[Seed]
             if not isinstance(row, dict):
                 skipped.append(f"{where}: not a JSON object")
                 continue
-            seed = _row_seed(row, source, where, skipped)
-            if seed is not None:
-                yield seed
+            yield from _row_seeds(row, source, where, skipped)
 
 
 def _parquet(file: Path, source: SeedSource, skipped: list[str]) -> Iterator[Seed]:
@@ -174,17 +216,19 @@ def _parquet(file: Path, source: SeedSource, skipped: list[str]) -> Iterator[See
     for batch in parquet.iter_batches(batch_size=4096):
         for row in batch.to_pylist():
             number += 1
-            seed = _row_seed(row, source, f"{file}#row{number}", skipped)
-            if seed is not None:
-                yield seed
+            yield from _row_seeds(row, source, f"{file}#row{number}", skipped)
 
 
 def _python(file: Path, source: SeedSource, skipped: list[str]) -> Iterator[Seed]:
-    text = file.read_text(encoding="utf-8", errors="replace")
+    yield from python_definitions(file.read_text(encoding="utf-8", errors="replace"), str(file), source, skipped)
+
+
+def python_definitions(text: str, origin: str, source: SeedSource, skipped: list[str], first_line: int = 1) -> Iterator[Seed]:
+    """One seed per top-level def/class of a Python file's text, with what it uses."""
     try:
         tree = _parse_module(text)
     except SyntaxError as exc:
-        skipped.append(f"{file}:{exc.lineno}: Python syntax error, file skipped")
+        skipped.append(f"{origin}:{(exc.lineno or 1) + first_line - 1}: Python syntax error, file skipped")
         return
     lines = text.splitlines()
     definitions = {n.name: n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
@@ -198,11 +242,12 @@ def _python(file: Path, source: SeedSource, skipped: list[str]) -> Iterator[Seed
         code = _self_contained(node, code, definitions, imports, lines)
         if len(code) < source.min_chars:
             continue
-        meta = {"name": node.name, "lines": f"{start}-{node.end_lineno}"}
+        lines_range = f"{start + first_line - 1}-{node.end_lineno + first_line - 1}"
+        meta = {"name": node.name, "lines": lines_range}
         docstring = ast.get_docstring(node)
         if docstring:
             meta["docstring"] = docstring
-        yield Seed.create(source.kind or "code", code, f"{file}:{start}", meta)
+        yield Seed.create(source.kind or "code", code, f"{origin}:{start + first_line - 1}", meta)
 
 
 def _self_contained(node, code: str, definitions: dict, imports: dict[str, str], lines: list[str]) -> str:
@@ -235,6 +280,8 @@ def _parse_module(text: str) -> ast.Module:
 
 def _text(file: Path, source: SeedSource) -> Iterator[Seed]:
     text = file.read_text(encoding="utf-8", errors="replace")
+    if file.suffix.lower() in (".html", ".htm"):
+        text = html_text(text)
     for start_line, chunk, title in _chunks(text, source.chunk_chars):
         if len(chunk) >= source.min_chars:
             meta = {"title": title} if title else {}
