@@ -263,7 +263,8 @@ def _seeds(args: argparse.Namespace) -> int:
     from synthgen.curate.pipeline import curate
 
     summary = curate([Path(p) for p in args.sources], load_curate_config(args.config), Path(args.out))
-    print(f"{summary['candidates']} candidates: {summary['kept']} kept, {summary['rejected']} rejected")
+    print(f"{summary['candidates']} candidates: {summary['kept']} kept, {summary['rejected']} rejected"
+          + (f" ({summary['unreadable']} unreadable rows or files besides)" if summary["unreadable"] else ""))
     for reason, count in summary["rejected_by_reason"].items():
         print(f"  {count:>6}  {reason}")
     print("topic coverage of the kept seeds:")

@@ -52,6 +52,12 @@ class SeedSource(Strict):
     limit: int | None = Field(None, ge=1)
     near_dedup: float | None = Field(None, gt=0, le=1, description="drop seeds this similar (MinHash) to an earlier one")
     decontaminate: DecontaminateValidator | None = Field(None, description="drop seeds that leak these benchmarks")
+    curate: str | None = Field(None, description="a CURATE.yaml: the seeds are curated (filtered, scored, tagged) first")
+
+    @field_validator("curate")
+    @classmethod
+    def _resolve_curate(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return None if value is None else str(resolve_path(value, info))
 
     @field_validator("path")
     @classmethod

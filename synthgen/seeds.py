@@ -33,6 +33,8 @@ def load_seeds(source: SeedSource) -> SeedSet:
     path = Path(source.path)
     if not path.exists():
         raise UserError(f"seed path not found: {path}")
+    if source.curate is not None:
+        return _curated(path, source)
     seen: set[str] = set()
     result = SeedSet(seeds=[])
     keep = _screen(source, result)
@@ -52,6 +54,28 @@ def load_seeds(source: SeedSource) -> SeedSet:
         log.warning("... and %d more seeds skipped", len(result.skipped) - 5)
     if not result.seeds:
         raise UserError(f"no seeds found in {path} (format {source.format}, {len(result.skipped)} unreadable)")
+    return result
+
+
+def _curated(path: Path, source: SeedSource) -> SeedSet:
+    """Seeds through the curation pipeline first; its rejects count as skipped, with their reasons."""
+    import hashlib
+
+    import pyarrow.parquet as pq
+
+    from synthgen.curate.config import load_curate_config
+    from synthgen.curate.pipeline import curate
+    from synthgen.userdirs import cache_dir
+
+    config_path = Path(source.curate)
+    key = hashlib.sha256(f"{path.resolve()}|{config_path.read_text() if config_path.is_file() else ''}".encode()).hexdigest()[:16]
+    out = cache_dir("curated") / key / "seeds.parquet"
+    curate([path], load_curate_config(config_path), out)
+    rejects = pq.read_table(out.with_suffix(".rejects.parquet"), columns=["source", "reason"]).to_pylist()
+    plain = source.model_copy(update={"path": str(out), "curate": None, "format": "parquet", "kind": None,
+                                      "text_field": "text", "min_chars": 1})
+    result = load_seeds(plain)
+    result.skipped = [f"{r['source']}: {r['reason']}" for r in rejects] + result.skipped
     return result
 
 

@@ -190,3 +190,16 @@ def test_cli_prints_counts_and_coverage(corpus, tmp_path):
     config.write_text("max_per_topik: 1\n")
     bad = synthgen_cli("seeds", "curate", str(corpus), "--out", str(tmp_path / "s.parquet"), "--config", str(config))
     assert bad.returncode == 1 and f"{config}:1: unknown key 'max_per_topik'" in bad.stderr
+
+
+def test_curation_as_the_seeds_block_of_a_workflow(corpus, tmp_path, monkeypatch):
+    from synthgen.config import SeedSource
+    from synthgen.seeds import load_seeds
+
+    monkeypatch.setenv("SYNTHGEN_CACHE_DIR", str(tmp_path / "cache"))
+    config = tmp_path / "curate.yaml"
+    config.write_text("near_dedup: 0.85\n")
+    result = load_seeds(SeedSource(path=str(corpus), curate=str(config)))
+    assert sorted(Path(s.source.split("#")[0]).name for s in result.seeds) == ["seeds.parquet"] * 3
+    assert {s.kind for s in result.seeds} == {"code", "text"}
+    assert any("code: test-only" in reason for reason in result.skipped)

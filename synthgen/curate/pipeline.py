@@ -61,8 +61,9 @@ def _extract(sources: list[Path], config: CurateConfig, rejects: list[dict]) -> 
             relative = str(Path(file).relative_to(path)) if path.is_dir() else Path(file).name
             candidates.append({"seed_id": seed.seed_id, "kind": seed.kind, "text": seed.text, "source": seed.source,
                                "path": relative, "header": headers[file], "meta": seed.meta})
-        rejects += [{"seed_id": "", "kind": "", "source": problem.split(": ", 1)[0], "reason": f"unreadable: {problem}",
-                     "text": ""} for problem in unreadable]
+        for problem in unreadable:
+            where, _, what = problem.partition(": ")
+            rejects.append({"seed_id": "", "kind": "", "source": where, "reason": f"unreadable: {what}", "text": ""})
     return candidates
 
 
@@ -204,10 +205,12 @@ def _write(out: Path, candidates: list[dict], kept: list[dict], rejects: list[di
     reject_schema = pa.schema([(name, pa.string()) for name in ("seed_id", "kind", "source", "reason", "text")])
     rejects_path = out.with_suffix(".rejects.parquet")
     pq.write_table(pa.Table.from_pylist(rejects, schema=reject_schema), rejects_path, compression="zstd")
-    by_reason = Counter(r["reason"].split(" (")[0] if r["reason"].startswith("unreadable") else _reason_class(r["reason"]) for r in rejects)
+    by_reason = Counter(_reason_class(r["reason"]) for r in rejects)
     coverage = Counter(c["tags"][0] for c in kept)
     summary = {
-        "candidates": len(candidates), "kept": len(kept), "rejected": len(rejects),
+        "candidates": len(candidates), "kept": len(kept),
+        "unreadable": sum(r["reason"].startswith("unreadable") for r in rejects),
+        "rejected": sum(not r["reason"].startswith("unreadable") for r in rejects),
         "rejected_by_reason": dict(by_reason.most_common()),
         "kept_by_kind": dict(Counter(c["kind"] for c in kept)),
         "coverage": {topic: coverage.get(topic, 0) for topic in [*config.topics, "other"]},
