@@ -300,6 +300,7 @@ class ExecValidator(Strict):
     tests: str | None = None
     calls: str | None = Field(None, description="a field of example calls, one Python expression per line")
     reference: str | None = Field(None, description="a field, or 'seed', holding trusted code the calls are checked against")
+    vary_calls: bool = Field(True, description="also test each call with its integer arguments moved by one")
     language: Literal["python"] = "python"
     timeout_s: float = Field(10.0, gt=0, le=600)
     memory_mb: int = Field(512, ge=32)

@@ -114,7 +114,7 @@ def test_instruction_reversal_revises_until_the_tests_pass(scripted, add_seeds):
     ]
     rounds = json.loads(record.fields["repair"])
     assert [r["passed"] for r in rounds] == [False, True] and "add(1, 2)" in rounds[0]["detail"]
-    assert [(v.validator, v.passed, v.detail) for v in record.verdicts] == [("exec", True, "3 tests passed")]
+    assert [(v.validator, v.passed, v.detail) for v in record.verdicts] == [("exec", True, "14 tests passed")]  # 3 calls + their variations
     assert [m.role for m in record.messages] == ["user", "assistant"]
     assert record.messages[1].content == "```python\ndef add(a, b):\n    return a + b\n```"
     revise_prompt = next(b for b in scripted.bodies if "Running it against" in b["messages"][-1]["content"])
@@ -301,3 +301,19 @@ def test_broken_tests_are_not_revised_against(scripted, add_seeds):
     [reject] = result.rejects
     assert reject.stage == "revise:repair" and "no usable calls" in reject.reason and "cannot fix" in reject.reason
     assert not any("Running it against" in b["messages"][-1]["content"] for b in scripted.bodies)
+
+
+def test_varied_calls_catch_what_the_teachers_calls_miss():
+    from synthgen.engine.validators.exec import varied
+
+    calls = varied(["clamp(5, 0, 10)"])
+    assert calls[0] == "clamp(5, 0, 10)" and {"clamp(4, 0, 10)", "clamp(5, 0, 11)", "clamp(5, -1, 10)"} <= set(calls)
+    reference = "def clamp(x, low, high):\n    return max(low, min(x, high))\n"
+    buggy = "def clamp(x, low, high):\n    return x if low < x < high else (low if x <= low else high - 1)\n"
+    with open_sandbox("bwrap") as pool:
+        from synthgen.engine.sandbox import Job
+
+        # The teacher's call sits just inside the range: it passes; its variation x=10 hits the bug.
+        assert pool.run(Job.with_calls(buggy, ["clamp(9, 0, 10)"], reference)).status == "passed"
+        caught = pool.run(Job.with_calls(buggy, varied(["clamp(9, 0, 10)"]), reference))
+        assert caught.status == "failed" and "clamp(10, 0, 10)" in caught.failed_tests

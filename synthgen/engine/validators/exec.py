@@ -27,6 +27,8 @@ class ExecCheck:
         code = str(fields.get(spec.code, ""))
         if spec.calls:
             calls = example_calls(str(fields.get(spec.calls, "")))
+            if spec.vary_calls:
+                calls = varied(calls)
             if not calls:
                 return Check(False, "no example calls in the field " + spec.calls, "Write each call on its own line.")
             reference = fields[SEED_VARIABLE]["text"] if spec.reference == SEED_VARIABLE else str(fields.get(spec.reference, ""))
@@ -70,3 +72,22 @@ def example_calls(text: str) -> list[str]:
             if call not in calls:
                 calls.append(call)
     return calls[:MAX_CALLS]
+
+
+def varied(calls: list[str], limit: int = MAX_CALLS) -> list[str]:
+    """More tests for free: each call again with one integer argument moved by one either way.
+    The reference gives the expected value, so a varied input is as good a test as the
+    teacher's own (an input the reference rejects is simply not used)."""
+    result = list(calls)
+    for call in calls:
+        tree = ast.parse(call, mode="eval")
+        constants = [node for node in ast.walk(tree) if isinstance(node, ast.Constant) and type(node.value) is int]
+        for node in constants:
+            original = node.value
+            for value in (original - 1, original + 1):
+                node.value = value
+                variant = ast.unparse(tree)
+                if variant not in result:
+                    result.append(variant)
+            node.value = original
+    return result[:limit]
