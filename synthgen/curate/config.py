@@ -23,6 +23,7 @@ DEFAULT_TOPICS = {
 
 class TextFilters(Strict):
     min_chars: int = Field(200, ge=0)
+    qa_min_chars: int = Field(40, ge=0, description="Q&A pairs are short by nature")
     max_chars: int = Field(20_000, ge=1)
     min_alpha_ratio: float = Field(0.6, ge=0, le=1, description="letters among non-space characters")
     max_symbol_ratio: float = Field(0.1, ge=0, le=1, description="'#', '...' and similar per word (Gopher)")

@@ -20,12 +20,13 @@ _BRANCHES = (ast.If, ast.For, ast.While, ast.Try, ast.BoolOp, ast.IfExp, ast.com
 def check(candidate: dict, config: CurateConfig) -> str | None:
     if candidate["kind"] == "code":
         return code_reason(candidate, config.code)
-    return text_reason(candidate["text"], config.text)
+    return text_reason(candidate["text"], config.text, min_chars=config.text.qa_min_chars if candidate["kind"] == "qa" else None)
 
 
-def text_reason(text: str, rules: TextFilters) -> str | None:
-    if len(text) < rules.min_chars:
-        return f"text: shorter than {rules.min_chars} chars"
+def text_reason(text: str, rules: TextFilters, min_chars: int | None = None) -> str | None:
+    minimum = rules.min_chars if min_chars is None else min_chars
+    if len(text) < minimum:
+        return f"text: shorter than {minimum} chars"
     if len(text) > rules.max_chars:
         return f"text: longer than {rules.max_chars} chars"
     visible = [c for c in text if not c.isspace()]
