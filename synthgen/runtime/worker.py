@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 import traceback
 
 import pyarrow as pa
@@ -29,6 +30,7 @@ from synthgen.runtime.tally import seed_counts
 log = logging.getLogger(__name__)
 
 SEED_COLUMNS = ["seed_id", "source", "kind", "text", "meta"]
+TALLY_EVERY_S = 1.0
 
 
 def seed_rows(seeds: list[Seed]) -> list[dict]:
@@ -48,6 +50,8 @@ class WorkflowWorker:
         self._runner: WorkflowRunner | None = None
         self._sandbox = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._unreported: dict[str, int] = {}
+        self._reported_at = 0.0
 
     def __del__(self):
         """Close teacher sessions on their own loop, and the sandbox (containers do not die with us)."""
@@ -92,6 +96,9 @@ class WorkflowWorker:
             self._runner = self._build_runner()
         seeds = [Seed(**{**row, "meta": json.loads(row["meta"])}) for row in batch.to_pylist()]
         results = await asyncio.gather(*(self._run_one(seed) for seed in seeds))
+        if self.tally is not None and self._unreported:  # the batch's last counts, before its result
+            self.tally.add.remote(self._unreported)
+            self._unreported, self._reported_at = {}, time.monotonic()
         return pa.table(
             {
                 "seed_id": [r.seed_id for r in results],
@@ -102,8 +109,18 @@ class WorkflowWorker:
     async def _run_one(self, seed: Seed) -> SeedResult:
         result = await self._settle(seed)
         if self.tally is not None:
-            self.tally.add.remote(seed_counts(result))
+            self._report(seed_counts(result))
         return result
+
+    def _report(self, counts: dict[str, int]) -> None:
+        """Counts go to the tally at most every TALLY_EVERY_S: one Ray call per seed would cost
+        more CPU than the seed's own HTTP requests on a fast endpoint."""
+        for key, value in counts.items():
+            self._unreported[key] = self._unreported.get(key, 0) + value
+        now = time.monotonic()
+        if now - self._reported_at >= TALLY_EVERY_S:
+            self.tally.add.remote(self._unreported)
+            self._unreported, self._reported_at = {}, now
 
     async def _settle(self, seed: Seed) -> SeedResult:
         assert self._runner is not None
