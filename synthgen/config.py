@@ -334,11 +334,32 @@ class BenchmarkFile(Strict):
         return value if value.startswith("hf:") else str(resolve_path(value, info))
 
 
+BENCHMARK_REGISTRY = Path(__file__).resolve().parent.parent / "validators" / "benchmarks.yaml"
+
+
+def known_benchmarks() -> dict[str, dict]:
+    """Benchmark reference sets by name: validators/benchmarks.yaml, plus the built-in humaneval."""
+    import yaml
+
+    named = yaml.safe_load(BENCHMARK_REGISTRY.read_text()) if BENCHMARK_REGISTRY.is_file() else {}
+    return {name: {"name": name, **spec} for name, spec in (named or {}).items()}
+
+
 class DecontaminateValidator(Strict):
     """Reject samples that leak benchmark items: exact, n-gram overlap, MinHash, canonical code."""
 
     kind: Literal["decontaminate"] = "decontaminate"
-    benchmarks: list[Union[Literal["humaneval"], BenchmarkFile]] = Field(default_factory=lambda: ["humaneval"])
+    benchmarks: list[Union[str, BenchmarkFile]] = Field(default_factory=lambda: ["humaneval"],
+                                                       description="names (humaneval, or validators/benchmarks.yaml) or files")
+
+    @field_validator("benchmarks")
+    @classmethod
+    def _known_names(cls, value: list) -> list:
+        names = {"humaneval", *known_benchmarks()}
+        for item in value:
+            if isinstance(item, str) and item not in names:
+                raise ValueError(f"unknown benchmark '{item}'; valid names: {', '.join(sorted(names))} (or {{path: FILE}})")
+        return value
     fields: list[str] | None = Field(None, description="fields to check (default: every field)")
     ngram: int = Field(13, ge=3, le=50, description="words per n-gram for the overlap check")
     min_overlap: int = Field(1, ge=1, description="shared n-grams that flag a sample")

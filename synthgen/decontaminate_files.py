@@ -13,6 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from synthgen.config import known_benchmarks
 from synthgen.engine.references import Params, ReferenceError, ReferenceIndex
 from synthgen.errors import UserError
 
@@ -28,7 +29,8 @@ def decontaminate_files(inputs: list[Path], benchmarks: list[str], fields: list[
     for path in inputs:
         if not path.exists():
             raise UserError(f"input not found: {path}")
-    sources = [name if name == "humaneval" or name.startswith("hf:") else str(Path(name).resolve()) for name in benchmarks]
+    named = {"humaneval", *known_benchmarks()}
+    sources = [name if name in named or name.startswith("hf:") else str(Path(name).resolve()) for name in benchmarks]
     try:
         index = ReferenceIndex.open(sources, params)
     except ReferenceError as exc:

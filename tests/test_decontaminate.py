@@ -155,3 +155,18 @@ def test_dedup_across_workers_and_resume_and_decontamination_in_a_run(ray_local,
     assert len(data) + len(rejects) == len(topics)
     manifest = json.loads((out / "manifest.json").read_text())
     assert [(c["benchmark"], c["hits"]) for c in manifest["contamination"]] == [("humaneval", 1)]
+
+
+def test_benchmarks_by_name_and_unknown_names(tmp_path):
+    from synthgen.config import known_benchmarks
+
+    assert {"mbpp", "gsm8k"} <= set(known_benchmarks()), "validators/benchmarks.yaml names them"
+    path = tmp_path / "wf.yaml"
+    path.write_text(
+        "name: d\nseeds: {path: " + str(Path(__file__).resolve().parent.parent / "seeds" / "qa.jsonl") + "}\n"
+        "steps:\n  - {id: a, prompt: hi}\nvalidators:\n  decontaminate: {benchmarks: [humaneval, humanevl]}\n"
+        "messages: [{role: user, content: hi}]\n"
+    )
+    done = synthgen_cli("check", str(path))
+    assert done.returncode == 1 and f"{path}:6:" in done.stderr
+    assert "unknown benchmark 'humanevl'; valid names: gsm8k, humaneval, math, mbpp" in done.stderr

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from synthgen.config import known_benchmarks
 from synthgen.engine.codenorm import code_parts, normalize
 from synthgen.engine.shingles import Segmented, ngram_hashes, signatures, word_hashes
 from synthgen.userdirs import cache_dir
@@ -76,7 +77,10 @@ def humaneval_path() -> Path:
 
 
 def load_references(source: str | dict) -> list[Reference]:
-    """`humaneval`, `hf:NAME[:split]`, a file path, or {path, name, id_field, fields, code_fields}."""
+    """`humaneval`, a name from validators/benchmarks.yaml, `hf:NAME[:split]`, a file path, or
+    {path, name, id_field, fields, code_fields}."""
+    if isinstance(source, str) and source in known_benchmarks():
+        source = known_benchmarks()[source]
     if source == "humaneval":
         rows = [json.loads(line) for line in gzip.open(humaneval_path(), "rt", encoding="utf-8")]
         return _from_rows("humaneval", rows, "task_id", ["prompt", "canonical_solution", "test"],
