@@ -103,10 +103,9 @@ def _screen(source: SeedSource, result: SeedSet):
                 result.skipped.append(f"{seed.source}: contaminated seed ({hit.describe()})")
                 return False
         if registry is not None:
-            from synthgen.engine.validators.dedup import fingerprints
+            from synthgen.engine.validators.dedup import first_claims
 
-            [(digest, signature)] = fingerprints([seed.text])
-            first = registry.claim_now(seed.seed_id, digest, signature)
+            [first] = first_claims(registry, [seed.seed_id], [seed.text])
             if first is not None:
                 result.skipped.append(f"{seed.source}: near-duplicate of seed {first}")
                 result.duplicates += 1

@@ -114,18 +114,22 @@ def _filter_batch(batch: pa.Table, settings: dict) -> pa.Table:
 
 
 def _dedup(candidates: list[dict], config: CurateConfig, rejects: list[dict]) -> list[dict]:
-    from synthgen.engine.validators.dedup import LocalRegistry, fingerprints
+    from synthgen.engine.validators.dedup import LocalRegistry, first_claims
 
     registry = LocalRegistry(config.near_dedup or 1.0)
     kept, first_by_id = [], {}
     for start in range(0, len(candidates), BATCH):
-        part = candidates[start : start + BATCH]
-        for candidate, (digest, signature) in zip(part, fingerprints([c["text"] for c in part])):
+        unique = []
+        for candidate in candidates[start : start + BATCH]:
             if candidate["seed_id"] in first_by_id:
                 rejects.append(_reject(candidate, f"exact duplicate of seed {candidate['seed_id']} ({first_by_id[candidate['seed_id']]})"))
-                continue
-            first_by_id[candidate["seed_id"]] = candidate["source"]
-            earlier = registry.claim_now(candidate["seed_id"], digest, signature) if config.near_dedup else None
+            else:
+                first_by_id[candidate["seed_id"]] = candidate["source"]
+                unique.append(candidate)
+        if not config.near_dedup:
+            kept += unique
+            continue
+        for candidate, earlier in zip(unique, first_claims(registry, [c["seed_id"] for c in unique], [c["text"] for c in unique])):
             if earlier is not None:
                 rejects.append(_reject(candidate, f"near-duplicate of seed {earlier}"))
             else:

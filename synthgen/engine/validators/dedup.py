@@ -67,6 +67,12 @@ class LocalRegistry:
         return self.claim_now(record_id, digest, signature)
 
 
+def first_claims(registry: LocalRegistry, keys: list[str], texts: list[str]) -> list[str | None]:
+    """For each text in order, the key of an earlier near-duplicate, or None (it is now a first).
+    Fingerprints are computed for the whole list at once."""
+    return [registry.claim_now(key, digest, signature) for key, (digest, signature) in zip(keys, fingerprints(texts))]
+
+
 class DedupCheck:
     runs_last = True  # only samples about to be accepted may claim a fingerprint
 
