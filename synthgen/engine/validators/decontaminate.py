@@ -38,6 +38,3 @@ class DecontaminateCheck:
                 return Check(False, hit.describe(), f"the field '{field}' reproduces {hit.benchmark} item {hit.item_id} "
                                                     f"({hit.method}, score {hit.score:.2f})")
         return Check(True, f"clean against {len(self.index.refs)} reference texts")
-
-    def close(self) -> None:
-        """Nothing held open: the index is memory-mapped."""

@@ -89,6 +89,3 @@ class DedupCheck:
         if first is not None:
             return Check(False, f"near-duplicate of record {first}", f"This repeats record {first}.")
         return Check(True, "first of its kind")
-
-    def close(self) -> None:
-        """The registry outlives the validator."""

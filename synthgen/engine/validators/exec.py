@@ -44,9 +44,6 @@ class ExecCheck:
         return Check(False, f"{result.status}: {result.reason}".strip(": "), result.evidence,
                      fixable=result.broken not in ("tests", "reference"))
 
-    def close(self) -> None:
-        """The sandbox belongs to whoever opened it."""
-
 
 def example_calls(text: str) -> list[str]:
     """The call expressions in a teacher's answer, one per line. `>>> f(x)`, `assert f(x) == y`,
