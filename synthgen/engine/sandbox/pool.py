@@ -14,7 +14,6 @@ import select
 import struct
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -151,8 +150,6 @@ class AgentPool:
         for slot in self.slots:
             self._idle.put(slot)
         self._executor = ThreadPoolExecutor(max_workers=len(self.slots), thread_name_prefix=f"sandbox-{backend}")
-        self._lock = threading.Lock()
-        self.starts = 0
 
     def warm_up(self) -> None:
         """Start every agent now, so that a backend that cannot run fails before any job."""
@@ -220,8 +217,6 @@ class AgentPool:
         if not hello.get("ready"):
             transport.close()
             raise SandboxUnavailable(f"the {self.backend} sandbox agent answered {hello!r} instead of ready")
-        with self._lock:
-            self.starts += 1
         slot.transport, slot.jobs = transport, 0
 
     def _stop(self, slot: _Slot) -> None:
