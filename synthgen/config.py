@@ -89,6 +89,11 @@ class Teacher(Strict):
     requests_per_minute: float | None = Field(None, gt=0, description="cluster-wide cap (all workers together)")
     tokens_per_minute: float | None = Field(None, gt=0, description="cluster-wide cap on prompt + completion tokens")
     structured_output: bool = Field(False, description="the endpoint supports response_format json_schema")
+    transport: Literal["direct", "openai"] = Field(
+        "direct",
+        description="direct: the openai client builds the request once, synthgen replays it per call over aiohttp "
+        "(a fifth of the CPU); openai: every call through AsyncOpenAI (auth that changes per request)",
+    )
     down_after_s: float = Field(300.0, gt=0, description="stop the run when no seed got through for this long")
     price_per_million_tokens: Price | None = None
 

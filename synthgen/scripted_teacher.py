@@ -59,6 +59,7 @@ class ScriptedTeacher:
         self.requests: collections.Counter[str] = collections.Counter()
         self.bodies: list[dict] = []
         self.headers: list[dict[str, str]] = []
+        self.paths: list[str] = []
         self.request_times: list[float] = []
         self.in_flight = 0
         self.max_in_flight = 0
@@ -156,6 +157,7 @@ class ScriptedTeacher:
             self.requests[prompt] += 1
             self.bodies.append(body)
             self.headers.append(headers)
+            self.paths.append(path)
             self.request_times.append(time.monotonic())
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)

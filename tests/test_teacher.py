@@ -4,6 +4,7 @@ the real openai client, the scripted server over HTTP)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 
 import pytest
@@ -19,10 +20,16 @@ from synthgen.scripted_teacher import Fault, Reply
 SEED = Seed.create("text", "Photosynthesis turns light into chemical energy in chloroplasts.", "test")
 
 
-def _client(teacher, cache=None, **config) -> TeacherClient:
+@pytest.fixture(params=["direct", "openai"])
+def transport(request) -> str:
+    """Every fault is tried on both ways a request is sent (see synthgen/engine/transport.py)."""
+    return request.param
+
+
+def _client(teacher, cache=None, api_key=None, **config) -> TeacherClient:
     settings = {"base_url": teacher.url, "model": "scripted", "max_retries": 2, "backoff_s": 0.05,
                 "timeout_s": 5, **config}
-    return TeacherClient("default", Teacher(**settings), cache, api_key=None)
+    return TeacherClient("default", Teacher(**settings), cache, api_key=api_key)
 
 
 def _chat(client: TeacherClient, text: str = "hello"):
@@ -46,44 +53,55 @@ def _chat(client: TeacherClient, text: str = "hello"):
     ],
     ids=["500", "503", "dropped-connection", "garbage-body", "slower-than-timeout"],
 )
-def test_a_passing_fault_is_retried_to_success(teacher, fault):
-    teacher.faults.append(fault)
-    completion = _chat(_client(teacher, timeout_s=1.0))
+def test_a_passing_fault_is_retried_to_success(teacher, transport, fault):
+    teacher.faults.append(dataclasses.replace(fault))  # a fault counts its uses: one copy per run
+    completion = _chat(_client(teacher, timeout_s=1.0, transport=transport))
     assert completion.text == "Answer to: hello"
     assert completion.retries == 1
     assert teacher.total_requests == 2
 
 
-def test_retry_after_is_honoured(teacher):
+def test_retry_after_is_honoured(teacher, transport):
     teacher.faults.append(Fault(kind="status", status=429, retry_after=1.5))
-    completion = _chat(_client(teacher))
+    completion = _chat(_client(teacher, transport=transport))
     assert completion.retries == 1
     first, second = teacher.request_times
     assert second - first >= 1.5, "the retry came before Retry-After"
 
 
-def test_a_teacher_that_stays_down_is_unavailable_not_a_reject(teacher):
+def test_a_teacher_that_stays_down_is_unavailable_not_a_reject(teacher, transport):
     teacher.faults.append(Fault(kind="status", status=502, times=None))
     with pytest.raises(TeacherUnavailable, match="HTTP 502.*after 3 attempts"):
-        _chat(_client(teacher))
+        _chat(_client(teacher, transport=transport))
     assert teacher.total_requests == 3
 
 
-def test_malformed_answers_are_retried_then_refused(teacher):
+def test_malformed_answers_are_retried_then_refused(teacher, transport):
     teacher.faults.append(Fault(kind="garbage", times=None))
     with pytest.raises(TeacherRefused, match="malformed response.*after 3 attempts"):
-        _chat(_client(teacher))
+        _chat(_client(teacher, transport=transport))
     teacher.faults.clear()
     teacher.responder = lambda messages: Reply("   ")
     with pytest.raises(TeacherRefused, match="empty answer"):
-        _chat(_client(teacher))
+        _chat(_client(teacher, transport=transport))
 
 
-def test_client_errors_are_refused_at_once(teacher):
+def test_client_errors_are_refused_at_once(teacher, transport):
     teacher.faults.append(Fault(kind="status", status=400, times=None))
     with pytest.raises(TeacherRefused, match="HTTP 400"):
-        _chat(_client(teacher))
+        _chat(_client(teacher, transport=transport))
     assert teacher.total_requests == 1
+
+
+def test_direct_transport_sends_what_the_openai_client_sends(teacher):
+    for transport in ("openai", "direct"):
+        _chat(_client(teacher, api_key="sk-canary", transport=transport))
+    assert teacher.paths == ["/v1/chat/completions"] * 2
+    assert teacher.bodies[0] == teacher.bodies[1]
+    set_by_http_layer = {"host", "content-length", "accept-encoding", "connection"}
+    via_openai, direct = ({k: v for k, v in h.items() if k not in set_by_http_layer} for h in teacher.headers)
+    assert direct == via_openai
+    assert direct["authorization"] == "Bearer sk-canary" and direct["user-agent"].startswith("AsyncOpenAI/")
 
 
 def test_cache_answers_the_exact_same_request_only(teacher, tmp_path):

@@ -1,6 +1,7 @@
-"""The teacher client: one OpenAI-compatible endpoint behind `openai.AsyncOpenAI`, with a cap on
-requests in flight, an optional shared rate limiter, our own retry loop (so that every retry is
-counted and every 429 reaches the limiter), and a response cache keyed by the exact request.
+"""The teacher client: one OpenAI-compatible endpoint (requests built by `openai.AsyncOpenAI`, sent
+as `transport.py` says), with a cap on requests in flight, an optional shared rate limiter, our
+own retry loop (so that every retry is counted and every 429 reaches the limiter), and a response
+cache keyed by the exact request.
 
 Failure classes decide a seed's fate: an endpoint that cannot be reached or keeps failing
 (connection errors, timeouts, 429, 5xx) leaves the seed unsettled for the next run; an answer
@@ -18,11 +19,10 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Protocol
 
-import openai
-
 from synthgen.config import Teacher
 from synthgen.engine.cache import ResponseCache
 from synthgen.engine.gate import AdaptiveGate
+from synthgen.engine.transport import NoAnswer, open_transport
 from synthgen.errors import UserError
 
 NO_KEY = "not-needed"
@@ -84,15 +84,7 @@ class TeacherClient:
         self.cache = cache
         self.limiter = limiter
         self.gate = AdaptiveGate(config.max_in_flight)
-        # aiohttp as the client's transport (openai's documented option for high concurrency):
-        # httpx's pool scans every connection on each request and costs ~50 % more CPU here.
-        self._client = openai.AsyncOpenAI(
-            base_url=config.base_url,
-            api_key=api_key or NO_KEY,
-            max_retries=0,
-            timeout=config.timeout_s,
-            http_client=openai.DefaultAioHttpClient(timeout=config.timeout_s),
-        )
+        self._transport = open_transport(config.transport, config.base_url, api_key or NO_KEY, config.timeout_s)
 
     async def chat(
         self,
@@ -127,13 +119,13 @@ class TeacherClient:
             return Completion(**cached, latency_s=0.0, cache_hit=True, retries=0, prompt_hash=prompt_hash)
         async with self.gate:
             started = time.monotonic()
-            stored, retries = await self._send(body, key)
+            stored, retries = await self._send(body)
             latency = time.monotonic() - started
         if self.cache is not None:
             self.cache.put(key, stored)
         return Completion(**stored, latency_s=latency, cache_hit=False, retries=retries, prompt_hash=prompt_hash)
 
-    async def _send(self, body: dict, key: str) -> tuple[dict, int]:
+    async def _send(self, body: dict) -> tuple[dict, int]:
         """Send until an answer comes back; returns it and how many retries it took."""
         problem = ""
         unavailable = False
@@ -147,31 +139,24 @@ class TeacherClient:
                 await self.limiter.acquire(estimate_tokens(body["messages"], body["max_tokens"]))
             started = time.monotonic()
             try:
-                # The client's generic `post` (documented for custom requests) skips the per-call
-                # transformation and typed parsing of `chat.completions.create`: the body is
-                # already plain JSON and we read four fields of the answer.
-                # The request's own hash as idempotency key: retries of one request share it, and
-                # the client does not draw a random UUID per request (a measurable cost at 1,000 req/s).
-                response = await self._client.post("/chat/completions", body=body, cast_to=object,
-                                                   options={"idempotency_key": key})
-            except openai.APIStatusError as exc:
-                status = exc.status_code
-                if status < 500 and status not in _RETRYABLE_STATUS:
-                    raise TeacherRefused(f"HTTP {status}: {_describe(exc)}") from None
-                unavailable, problem = True, f"HTTP {status}: {_describe(exc)}"
-                if status == 429:
-                    retry_after = _retry_after(exc)
+                reply = await self._transport.post(body, attempt)
+            except NoAnswer as exc:
+                unavailable, problem = True, str(exc)
+                continue
+            if reply.status >= 300:
+                if reply.status < 500 and reply.status not in _RETRYABLE_STATUS:
+                    raise TeacherRefused(reply.problem)
+                unavailable, problem = True, reply.problem
+                if reply.status == 429:
                     if self.limiter is not None:
-                        self.limiter.rate_limited(retry_after)
-                    if retry_after is not None:
-                        delay = min(retry_after, self.config.max_backoff_s) + random.uniform(0, 0.1)
+                        self.limiter.rate_limited(reply.retry_after_s)
+                    if reply.retry_after_s is not None:
+                        delay = min(reply.retry_after_s, self.config.max_backoff_s) + random.uniform(0, 0.1)
                 continue
-            except openai.APIConnectionError as exc:  # includes timeouts
-                unavailable, problem = True, _describe(exc)
+            if reply.problem:  # a 2xx whose body is not JSON
+                unavailable, problem = False, reply.problem
                 continue
-            except (openai.APIResponseValidationError, ValueError) as exc:  # a body that is not a completion
-                unavailable, problem = False, f"malformed response: {type(exc).__name__}"
-                continue
+            response = reply.payload
             choice, content = _first_choice(response)
             if content is None or not content.strip():
                 unavailable, problem = False, "empty answer" if content is not None else "response without a message"
@@ -202,7 +187,7 @@ class TeacherClient:
         return random.uniform(ceiling / 2, ceiling)
 
     async def close(self) -> None:
-        await self._client.close()
+        await self._transport.close()
 
 
 def _first_choice(response: object) -> tuple[dict, str | None]:
@@ -212,23 +197,6 @@ def _first_choice(response: object) -> tuple[dict, str | None]:
     message = choice.get("message")
     content = message.get("content") if isinstance(message, dict) else None
     return choice, content if isinstance(content, str) else None
-
-
-def _retry_after(exc: openai.APIStatusError) -> float | None:
-    headers = getattr(exc.response, "headers", None) or {}
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is not None:
-            try:
-                return max(0.0, float(value) * scale)
-            except ValueError:
-                return None  # an HTTP date: fall back to our own backoff
-    return None
-
-
-def _describe(exc: openai.OpenAIError) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return f"{type(exc).__name__}: {text}"[:300]
 
 
 def probe(name: str, config: Teacher, api_key: str | None, timeout_s: float = 10.0) -> None:

@@ -1,0 +1,167 @@
+"""How one chat request reaches a teacher endpoint, and what came back.
+
+The request is always the one `openai.AsyncOpenAI` builds for `POST /chat/completions`: same URL,
+same auth and client headers, same JSON body. Two ways to send it:
+
+- `direct` (default): the client builds the request once, against a capturing transport (no
+  network); every request then goes out as those bytes on one aiohttp session. The client's own
+  per-request path (option models, header merging, URL parsing, the httpx layer over aiohttp)
+  costs ~0.5 ms of CPU per request, twice what the HTTP exchange itself costs: at a thousand
+  requests a second that is the difference between keeping a teacher busy and not.
+- `openai`: every request through `AsyncOpenAI.post`, for endpoints whose requests must be
+  rebuilt per call (e.g. auth tokens that rotate).
+
+Both report an answer the same way (`Reply`), so retries, limits and accounting do not know
+which one ran."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+import aiohttp
+import httpx2
+import openai
+
+CHAT_PATH = "/chat/completions"
+# Set per request by the HTTP layer, never replayed from the captured request.
+_PER_REQUEST_HEADERS = {"host", "content-length", "connection", "accept-encoding"}
+
+
+class NoAnswer(Exception):
+    """No HTTP answer at all: connection refused or dropped, or the timeout passed."""
+
+
+@dataclass
+class Reply:
+    status: int
+    payload: object = None  # the parsed JSON body of a 2xx answer; None when it was not JSON
+    problem: str = ""  # what went wrong, for a non-2xx status or an unreadable body
+    retry_after_s: float | None = None
+
+
+class Transport(Protocol):
+    async def post(self, body: dict, attempt: int) -> Reply: ...
+
+    async def close(self) -> None: ...
+
+
+def open_transport(kind: str, base_url: str, api_key: str, timeout_s: float) -> Transport:
+    if kind == "openai":
+        return OpenAITransport(base_url, api_key, timeout_s)
+    return DirectTransport(base_url, api_key, timeout_s)
+
+
+class OpenAITransport:
+    def __init__(self, base_url: str, api_key: str, timeout_s: float):
+        # aiohttp under the client (openai's documented option for high concurrency): httpx's own
+        # pool scans every connection on each request and costs ~50 % more CPU here.
+        self._client = openai.AsyncOpenAI(
+            base_url=base_url, api_key=api_key, max_retries=0, timeout=timeout_s,
+            http_client=openai.DefaultAioHttpClient(timeout=timeout_s),
+        )
+
+    async def post(self, body: dict, attempt: int) -> Reply:
+        try:
+            # The generic `post` (documented for custom requests) skips the typed request and
+            # response models of `chat.completions.create`: the body is plain JSON already and
+            # four fields of the answer are read.
+            payload = await self._client.post(CHAT_PATH, body=body, cast_to=object)
+        except openai.APIStatusError as exc:
+            return Reply(exc.status_code, problem=http_problem(exc.status_code, exc.body),
+                         retry_after_s=retry_after(exc.response.headers))
+        except openai.APIConnectionError as exc:  # includes timeouts
+            raise NoAnswer(f"{type(exc).__name__}: {exc}"[:300]) from None
+        except (openai.APIResponseValidationError, ValueError) as exc:
+            return Reply(200, problem=f"malformed response: {type(exc).__name__}")
+        return Reply(200, payload=payload)
+
+    async def close(self) -> None:
+        await self._client.close()
+
+
+class DirectTransport:
+    def __init__(self, base_url: str, api_key: str, timeout_s: float):
+        self._base_url = base_url
+        self._api_key = api_key
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._url = ""
+        self._headers: dict[str, str] = {}
+        self._session: aiohttp.ClientSession | None = None
+        self._ready = asyncio.Lock()
+
+    async def _prepare(self) -> None:
+        """Let the openai client build one request, and keep its URL and headers."""
+        captured: list[httpx2.Request] = []
+
+        def capture(request: httpx2.Request) -> httpx2.Response:
+            captured.append(request)
+            return httpx2.Response(200, json={})
+
+        client = openai.AsyncOpenAI(
+            base_url=self._base_url, api_key=self._api_key, max_retries=0, timeout=self._timeout.total,
+            http_client=openai.DefaultAsyncHttpxClient(transport=httpx2.MockTransport(capture)),
+        )
+        async with client:
+            await client.post(CHAT_PATH, body={}, cast_to=object)
+        request = captured[0]
+        self._url = str(request.url)
+        self._headers = {k: v for k, v in request.headers.items() if k.lower() not in _PER_REQUEST_HEADERS}
+        # No cookie jar: an API client has no use for one, and aiohttp's filters every request.
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0), cookie_jar=aiohttp.DummyCookieJar(), timeout=self._timeout
+        )
+
+    async def post(self, body: dict, attempt: int) -> Reply:
+        if self._session is None:
+            async with self._ready:
+                if self._session is None:
+                    await self._prepare()
+        assert self._session is not None
+        headers = self._headers if not attempt else {**self._headers, "x-stainless-retry-count": str(attempt)}
+        try:
+            async with self._session.post(self._url, data=json.dumps(body).encode(), headers=headers) as response:
+                data = await response.read()
+                status, response_headers = response.status, response.headers
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise NoAnswer(f"{type(exc).__name__}: {exc}"[:300]) from None
+        if status >= 300:
+            return Reply(status, problem=http_problem(status, _json_or_text(data)), retry_after_s=retry_after(response_headers))
+        try:
+            return Reply(status, payload=json.loads(data))
+        except ValueError as exc:
+            return Reply(status, problem=f"malformed response: {type(exc).__name__}")
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+def _json_or_text(data: bytes) -> object:
+    try:
+        return json.loads(data)
+    except ValueError:
+        return data.decode("utf-8", "replace")
+
+
+def http_problem(status: int, body: object) -> str:
+    """`HTTP 429: Rate limit reached` from an OpenAI-style error body, or the body's start."""
+    error = body.get("error", body) if isinstance(body, dict) else body
+    message = error.get("message") if isinstance(error, dict) else None
+    text = message if isinstance(message, str) else json.dumps(body) if isinstance(body, dict) else str(body or "")
+    return f"HTTP {status}: {' '.join(text.split())[:200]}".rstrip(": ")
+
+
+def retry_after(headers: Mapping[str, str] | None) -> float | None:
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = (headers or {}).get(name)
+        if value is not None:
+            try:
+                return max(0.0, float(value) * scale)
+            except ValueError:
+                return None  # an HTTP date: fall back to our own backoff
+    return None
