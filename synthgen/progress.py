@@ -5,8 +5,6 @@ from __future__ import annotations
 import logging
 import time
 
-from synthgen.records import SeedResult
-
 log = logging.getLogger("synthgen")
 
 
@@ -26,17 +24,10 @@ class Progress:
         self.requests = self.tokens_out = 0
         self.live: dict[str, int] = {}
 
-    def update(self, result: SeedResult) -> None:
-        self.done += 1
-        if not result.settled:
-            self.unsettled += 1
-        self.records += len(result.records)
-        self.rejects += len(result.rejects)
-        for item in (*result.records, *result.rejects):
-            for turn in item.turns:
-                if not turn.cache_hit:
-                    self.requests += 1
-                    self.tokens_out += turn.tokens_out
+    def update(self, counts: dict[str, int]) -> None:
+        """Add one seed's counts (`SeedResult.counts()`)."""
+        for key in ("done", "records", "rejects", "unsettled", "requests", "tokens_out"):
+            setattr(self, key, getattr(self, key) + counts.get(key, 0))
 
     def absorb(self, counts: dict[str, int]) -> None:
         """Counts reported live by the workers, ahead of the results the driver has received;

@@ -93,3 +93,15 @@ class SeedResult(BaseModel):
     records: list[Record] = Field(default_factory=list)
     rejects: list[Reject] = Field(default_factory=list)
     error: str = ""
+
+    def counts(self) -> dict[str, int]:
+        """What progress shows for this seed: requests and tokens paid for (cache hits are free)."""
+        paid = [t for item in (*self.records, *self.rejects) for t in item.turns if not t.cache_hit]
+        return {
+            "done": 1,
+            "records": len(self.records),
+            "rejects": len(self.rejects),
+            "unsettled": 0 if self.settled else 1,
+            "requests": len(paid),
+            "tokens_out": sum(t.tokens_out for t in paid),
+        }

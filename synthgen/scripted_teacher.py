@@ -197,7 +197,7 @@ class ScriptedTeacher:
         with self._lock:
             first = min(self.request_times, default=0.0)
             return {"requests": sum(self.requests.values()), "window_s": max(0.0, self.last_response_at - first),
-                    "max_in_flight": self.max_in_flight}
+                    "max_in_flight": self.max_in_flight, "in_flight": self.in_flight}
 
 
 async def _respond(writer: asyncio.StreamWriter, status: int, payload: dict | bytes, headers: dict | None = None) -> bool:

@@ -206,3 +206,30 @@ def test_adaptive_gate_backs_off_when_latency_climbs_then_recovers(monkeypatch):
     shrunk, recovered = asyncio.run(scenario())
     assert shrunk < 4
     assert recovered == 16
+
+
+def test_adaptive_gate_admits_in_order_up_to_its_limit_and_survives_cancelled_waiters():
+    async def scenario():
+        gate = AdaptiveGate(3)
+        peak, order = 0, []
+
+        async def request(index: int, hold_s: float):
+            nonlocal peak
+            async with gate:
+                peak = max(peak, gate.in_flight)
+                order.append(index)
+                await asyncio.sleep(hold_s)
+
+        holders = [asyncio.create_task(request(i, 0.05)) for i in range(3)]
+        await asyncio.sleep(0)
+        abandoned = asyncio.create_task(request(99, 0.0))  # waits, then is cancelled while waiting
+        waiting = [asyncio.create_task(request(i, 0.01)) for i in range(3, 10)]
+        await asyncio.sleep(0.01)
+        abandoned.cancel()
+        await asyncio.gather(*holders, *waiting)
+        return peak, order, gate.in_flight, len(gate._waiters)
+
+    peak, order, in_flight, waiters = asyncio.run(scenario())
+    assert peak == 3
+    assert order == list(range(10)), "first come, first served; the cancelled waiter never ran"
+    assert in_flight == 0 and waiters == 0, "every slot came back"

@@ -137,6 +137,7 @@ class TeacherClient:
             delay = self._backoff(attempt)
             if self.limiter is not None:
                 await self.limiter.acquire(estimate_tokens(body["messages"], body["max_tokens"]))
+            await self._transport.open()
             started = time.monotonic()
             try:
                 reply = await self._transport.post(body, attempt)

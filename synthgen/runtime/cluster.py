@@ -60,6 +60,7 @@ def _check_reachable(address: str) -> None:
 
 def configure_ray_data() -> None:
     import ray
+    from ray.data._internal.execution.backpressure_policy import ENABLED_BACKPRESSURE_POLICIES_CONFIG_KEY
 
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
@@ -67,6 +68,10 @@ def configure_ray_data() -> None:
     # Start seeding only once every worker of the pool is up: otherwise the first actor to
     # start takes all the early batches and, on a cluster, one node does the work of all.
     context.wait_for_min_actors_s = 600
+    # Ray Data's backpressure is sized for large blocks; our blocks are a batch of seeds in and a
+    # few kilobytes of results out, and its policies held back dispatch for over half a second
+    # at a time (the teacher idle while seeds waited). The actor pool's task caps bound us.
+    context.set_config(ENABLED_BACKPRESSURE_POLICIES_CONFIG_KEY, [])
     # Ray Data calls the workers' __del__ on a graceful end only with this (private) switch:
     # that is where they close their HTTP sessions and sandbox containers.
     if hasattr(context, "_enable_actor_pool_on_exit_hook"):

@@ -4,12 +4,14 @@ settled seeds come back and are committed in shards; rerunning the same command 
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import math
 import os
 import platform
 import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -22,13 +24,12 @@ from synthgen.engine.teacher import probe
 from synthgen.errors import UserError
 from synthgen.inspection import connect, summarize
 from synthgen.progress import Progress
-from synthgen.records import SeedResult
 from synthgen.runtime.cluster import configure_ray_data, ray_session
 from synthgen.runtime.dedup import create_dedup
 from synthgen.runtime.limiter import create_limiter
 from synthgen.runtime.tally import LiveProgress, TallyActor
 from synthgen.runtime.worker import WorkflowWorker, seed_rows
-from synthgen.runtime.writer import ShardWriter, commit_markers
+from synthgen.runtime.writer import ShardWriter, commit_markers, read_settled_batch
 from synthgen.seeds import SeedSet, load_seeds
 
 log = logging.getLogger("synthgen")
@@ -180,20 +181,23 @@ def _stream(workflow, pending, api_keys, writer: ShardWriter, out: Path, report:
     # No prefetching: results are small and the next one is awaited anyway, and a prefetch
     # thread still fetching after `ray.shutdown` (an interrupted run) makes the core worker end
     # the whole process before the summary is out.
+    threads_before = set(threading.enumerate())
     blocks = iter(dataset.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=0))
     down_after_s = min(t.down_after_s for t in workflow.teachers.values())
     last_settled = time.monotonic()
+    exhausted = False
     try:
         with _sigterm_as_interrupt(), LiveProgress(tally, progress, interval_s):
             for block in blocks:
-                for payload in block.column("result").to_pylist():
-                    result = SeedResult.model_validate_json(payload)
-                    progress.update(result)
-                    if result.settled:
-                        writer.add(result)
-                        last_settled = time.monotonic()
-                    else:
-                        report.unsettled[result.seed_id] = result.error
+                for row in block.to_pylist():
+                    seeds, records, rejects = read_settled_batch(row)
+                    for seed in seeds:
+                        progress.update(seed["counts"])
+                        if seed["settled"]:
+                            last_settled = time.monotonic()
+                        else:
+                            report.unsettled[seed["seed_id"]] = seed["error"]
+                    writer.add_settled(seeds, records, rejects)
                 if writer.should_commit(workflow.output.commit_interval_s):
                     writer.commit()
                 progress.maybe_log()
@@ -205,6 +209,8 @@ def _stream(workflow, pending, api_keys, writer: ShardWriter, out: Path, report:
                         "run the same command again to resume."
                     )
                     break
+            else:
+                exhausted = True
     except KeyboardInterrupt:
         report.status = "partial"
         report.message = "interrupted; finished seeds are committed. Run the same command again to resume."
@@ -214,9 +220,21 @@ def _stream(workflow, pending, api_keys, writer: ShardWriter, out: Path, report:
     finally:
         # Stop Ray Data's executor before Ray shuts down (same reason as above).
         blocks.close()
+        if not exhausted:
+            _join_stream_threads(threads_before)
         writer.commit()
         report.processed = progress.done
         progress.log()
+
+
+def _join_stream_threads(before: set[threading.Thread], timeout_s: float = 2.0) -> None:
+    """Give the threads Ray Data started to read the stream a moment to leave their Ray calls:
+    after an interrupt one can still be inside one, and a Ray call after `ray.shutdown` ends the
+    process before the summary is out. (Threads parked with nothing to do just run out the clock.)"""
+    gc.collect()  # Ray Data stops its block prefetcher when the closed iterator is collected
+    deadline = time.monotonic() + timeout_s
+    for thread in set(threading.enumerate()) - before:
+        thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def _versions() -> dict[str, str]:

@@ -9,21 +9,7 @@ import threading
 
 import ray
 
-from synthgen.records import SeedResult
-
 log = logging.getLogger(__name__)
-
-
-def seed_counts(result: SeedResult) -> dict[str, int]:
-    paid = [t for item in (*result.records, *result.rejects) for t in item.turns if not t.cache_hit]
-    return {
-        "done": 1,
-        "records": len(result.records),
-        "rejects": len(result.rejects),
-        "unsettled": 0 if result.settled else 1,
-        "requests": len(paid),
-        "tokens_out": sum(t.tokens_out for t in paid),
-    }
 
 
 @ray.remote(num_cpus=0)

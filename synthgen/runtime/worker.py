@@ -25,7 +25,7 @@ from synthgen.engine.workflow import WorkflowRunner
 from synthgen.records import Reject, Seed, SeedResult
 from synthgen.runtime.dedup import ActorRegistry
 from synthgen.runtime.limiter import LeasedLimiter
-from synthgen.runtime.tally import seed_counts
+from synthgen.runtime.writer import settled_batch
 
 log = logging.getLogger(__name__)
 
@@ -99,17 +99,12 @@ class WorkflowWorker:
         if self.tally is not None and self._unreported:  # the batch's last counts, before its result
             self.tally.add.remote(self._unreported)
             self._unreported, self._reported_at = {}, time.monotonic()
-        return pa.table(
-            {
-                "seed_id": [r.seed_id for r in results],
-                "result": [r.model_dump_json() for r in results],
-            }
-        )
+        return settled_batch(results, self.workflow.field_names)
 
     async def _run_one(self, seed: Seed) -> SeedResult:
         result = await self._settle(seed)
         if self.tally is not None:
-            self._report(seed_counts(result))
+            self._report(result.counts())
         return result
 
     def _report(self, counts: dict[str, int]) -> None:

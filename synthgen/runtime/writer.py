@@ -19,15 +19,17 @@ import time
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from synthgen.records import Record, Reject, SeedResult
+from synthgen.records import Record, SeedResult
 
 log = logging.getLogger(__name__)
 
 COMMITS = "_commits"
 DATA = "data"
 REJECTS = "rejects"
+DATA_COLUMN = "records"  # the batch column holding what lands in DATA
 REJECT_COLUMNS = ("stage", "reason", "raw")
 
 _TURN = pa.struct(
@@ -78,6 +80,29 @@ def _row(item: Record, field_names: list[str]) -> dict:
     return row
 
 
+def settled_batch(results: list[SeedResult], field_names: list[str]) -> pa.Table:
+    """A batch of seed results as a worker hands it back: one row holding the seeds' ids, states
+    and progress counts (JSON) and their records and rejects as Arrow IPC streams in the shard
+    schema. Rows are built where the records were made and cross Ray as two buffers, so the
+    driver commits columns and never re-reads a record."""
+    seeds = [{"seed_id": r.seed_id, "settled": r.settled, "error": r.error, "counts": r.counts()} for r in results]
+    streams = {}
+    for column, is_reject in ((DATA_COLUMN, False), (REJECTS, True)):
+        rows = [_row(item, field_names) for result in results for item in getattr(result, column)]
+        table = pa.Table.from_pylist(rows, schema=record_schema(field_names, is_reject))
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as stream:
+            stream.write_table(table)
+        streams[column] = [sink.getvalue().to_pybytes()]
+    return pa.table({"seeds": [json.dumps(seeds)], **streams})
+
+
+def read_settled_batch(row: dict) -> tuple[list[dict], pa.Table, pa.Table]:
+    """The seeds, records and rejects of one `settled_batch` row."""
+    records, rejects = (pa.ipc.open_stream(row[column]).read_all() for column in (DATA_COLUMN, REJECTS))
+    return json.loads(row["seeds"]), records, rejects
+
+
 def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -96,8 +121,9 @@ class ShardWriter:
             (self.out / sub).mkdir(parents=True, exist_ok=True)
         self.committed_seeds = recover(self.out)
         self._next = _next_part_number(self.out)
-        self._records: list[Record] = []
-        self._rejects: list[Reject] = []
+        self._records: list[pa.Table] = []
+        self._rejects: list[pa.Table] = []
+        self._rows = 0
         self._seed_ids: list[str] = []
         self.last_commit = time.monotonic()
 
@@ -106,16 +132,27 @@ class ShardWriter:
         return len(self._seed_ids)
 
     def add(self, result: SeedResult) -> None:
-        """Buffer a settled seed; all its records and rejects go into the same commit."""
-        if result.seed_id in self.committed_seeds:
-            return  # a retried Ray task may hand back a seed twice: commit it once
-        self.committed_seeds.add(result.seed_id)
-        self._seed_ids.append(result.seed_id)
-        self._records.extend(result.records)
-        self._rejects.extend(result.rejects)
+        self.add_settled(*read_settled_batch(settled_batch([result], self.field_names).to_pylist()[0]))
+
+    def add_settled(self, seeds: list[dict], records: pa.Table, rejects: pa.Table) -> None:
+        """Buffer the settled seeds of one `settled_batch`; each seed's records and rejects go
+        into the same commit. A seed already committed or buffered (a retried Ray task may hand
+        one back twice) is skipped with its rows."""
+        new = list(dict.fromkeys(s["seed_id"] for s in seeds if s["settled"] and s["seed_id"] not in self.committed_seeds))
+        if len(new) < len(seeds):
+            wanted = pa.array(new, pa.string())
+            records, rejects = (t.filter(pc.is_in(t.column("seed_id"), wanted)) for t in (records, rejects))
+        # Seeds and their rows enter the buffer together: a commit must never list a seed whose
+        # rows it does not hold.
+        with _signals_deferred():
+            self._records.append(records)
+            self._rejects.append(rejects)
+            self._rows += records.num_rows + rejects.num_rows
+            self._seed_ids.extend(new)
+            self.committed_seeds.update(new)
 
     def should_commit(self, interval_s: float) -> bool:
-        rows = len(self._records) + len(self._rejects)
+        rows = self._rows
         return rows >= self.shard_rows or (rows > 0 and time.monotonic() - self.last_commit >= interval_s)
 
     def commit(self) -> str | None:
@@ -130,22 +167,23 @@ class ShardWriter:
         part = f"part-{self._next:06d}"
         self._next += 1
         files: dict[str, str | None] = {}
-        for sub, items, is_reject in ((DATA, self._records, False), (REJECTS, self._rejects, True)):
-            if not items:
+        counts: dict[str, int] = {}
+        for sub, buffered in ((DATA, self._records), (REJECTS, self._rejects)):
+            table = pa.concat_tables(buffered) if buffered else None
+            counts[sub] = table.num_rows if table is not None else 0
+            if not counts[sub]:
                 files[sub] = None
                 continue
-            schema = record_schema(self.field_names, is_reject)
-            table = pa.Table.from_pylist([_row(item, self.field_names) for item in items], schema=schema)
             temp = self.out / sub / f".{part}.parquet.tmp"
-            pq.write_table(table, temp, compression="zstd", row_group_size=min(len(items), 4096))
+            pq.write_table(table, temp, compression="zstd", row_group_size=min(counts[sub], 4096))
             _fsync(temp)
             files[sub] = f"{sub}/{part}.parquet"
         marker = {
             "part": part,
             "workflow_hash": self.workflow_hash,
             "seed_ids": self._seed_ids,
-            "records": len(self._records),
-            "rejects": len(self._rejects),
+            "records": counts[DATA],
+            "rejects": counts[REJECTS],
             "files": files,
             "committed_at": time.time(),
         }
@@ -156,7 +194,7 @@ class ShardWriter:
         _publish(self.out, marker)
         _fsync(self.out / COMMITS)
         log.debug("committed %s: %d seeds, %d records, %d rejects", part, len(self._seed_ids), marker["records"], marker["rejects"])
-        self._records, self._rejects, self._seed_ids = [], [], []
+        self._records, self._rejects, self._rows, self._seed_ids = [], [], 0, []
         self.last_commit = time.monotonic()
         return part
 
