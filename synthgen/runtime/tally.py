@@ -1,6 +1,6 @@
-"""Live counts from the workers: every settled seed is reported the moment it settles, so the
+"""Live counts from the workers: each reports its settled seeds at most once a second, so the
 driver can show progress while batches are still running (results reach the driver only a
-whole batch at a time)."""
+whole batch at a time, and then the driver's own counts take over)."""
 
 from __future__ import annotations
 
