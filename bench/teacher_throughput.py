@@ -81,6 +81,7 @@ runtime: {{workers: {WORKERS}}}
         "ideal_req_per_s": round(ideal, 1),
         "of_ideal": round(rate / ideal, 3),
         "wall_s": round(wall, 1),
+        "synthgen_cpu_s": (busy - server_cpu) / TICKS,
         "synthgen_cpu_ms_per_request": round((busy - server_cpu) / TICKS * 1000 / stats["requests"], 2),
         "server_cpu_ms_per_request": round(server_cpu / TICKS * 1000 / stats["requests"], 2),
     }
@@ -97,12 +98,23 @@ def main() -> None:
         header = f"{'requests':>8} {'in-flight':>9} {'req/s':>8} {'ideal':>7} {'of ideal':>8} {'wall s':>7} " \
                  f"{'cpu ms/req':>10} {'server ms/req':>13} {'peak in flight':>14}"
         print(header)
+        runs: dict[int, list[dict]] = {}
         for requests in (int(v) for v in args.requests.split(",")):
             for in_flight in (int(v) for v in args.in_flight.split(",")):
                 r = one_run(requests, in_flight, work)
+                runs.setdefault(in_flight, []).append(r)
                 print(f"{r['requests']:>8} {r['in_flight']:>9} {r['req_per_s']:>8} {r['ideal_req_per_s']:>7} "
                       f"{r['of_ideal']:>8} {r['wall_s']:>7} {r['synthgen_cpu_ms_per_request']:>10} "
                       f"{r['server_cpu_ms_per_request']:>13} {r['server_max_in_flight']:>14}", flush=True)
+        # Whole-run CPU includes starting Ray and its actors, a fixed cost; the difference between
+        # two run sizes is what each further request costs.
+        for in_flight, sized in runs.items():
+            if len(sized) >= 2:
+                small, large = min(sized, key=lambda r: r["requests"]), max(sized, key=lambda r: r["requests"])
+                marginal = (large["synthgen_cpu_s"] - small["synthgen_cpu_s"]) / (large["requests"] - small["requests"])
+                fixed = small["synthgen_cpu_s"] - marginal * small["requests"]
+                print(f"in-flight {in_flight}: {marginal * 1000:.2f} ms CPU per further request, "
+                      f"{fixed:.1f} s fixed (Ray start-up and shut-down)")
 
 
 if __name__ == "__main__":

@@ -417,7 +417,14 @@ class Output(Strict):
 
 class Runtime(Strict):
     workers: int | None = Field(None, ge=1, description="actor pool size; default: the cluster's CPUs")
-    seeds_per_batch: int = Field(32, ge=1, description="seeds per Ray task; larger amortises task overhead")
+    seeds_per_batch: int | None = Field(
+        None, ge=1,
+        description="seeds per Ray task; default: half the largest teacher max_in_flight, 8 to 64 (larger "
+        "amortises Ray's per-task cost, smaller commits sooner)",
+    )
+
+    def batch_size(self, max_in_flight: int) -> int:
+        return self.seeds_per_batch or min(64, max(8, max_in_flight // 2))
 
 
 class Workflow(Strict):

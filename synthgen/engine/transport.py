@@ -117,8 +117,10 @@ class DirectTransport:
         self._url = str(request.url)
         self._headers = {k: v for k, v in request.headers.items() if k.lower() not in _PER_REQUEST_HEADERS}
         # No cookie jar: an API client has no use for one, and aiohttp's filters every request.
+        # Proxies from the environment, as the openai client honours them.
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0), cookie_jar=aiohttp.DummyCookieJar(), timeout=self._timeout
+            connector=aiohttp.TCPConnector(limit=0), cookie_jar=aiohttp.DummyCookieJar(), timeout=self._timeout,
+            trust_env=True,
         )
 
     async def open(self) -> None:

@@ -148,13 +148,14 @@ def _stream(workflow, pending, api_keys, writer: ShardWriter, out: Path, report:
     import ray
 
     configure_ray_data()
-    batch = workflow.runtime.seeds_per_batch
+    max_in_flight = max(t.max_in_flight for t in workflow.teachers.values())
+    batch = workflow.runtime.batch_size(max_in_flight)
     batches = math.ceil(len(pending) / batch)
     workers = min(workflow.runtime.workers or max(1, int(ray.cluster_resources().get("CPU", 1))), batches)
     # Each block is one batch; an actor runs this many at once on its event loop so that the
     # teachers' max_in_flight can be filled (a seed makes its requests one step after another),
     # plus one, so that a batch waiting for its slowest seed never leaves the teacher idle.
-    calls = max(1, math.ceil(max(t.max_in_flight for t in workflow.teachers.values()) / batch)) + 1
+    calls = max(1, math.ceil(max_in_flight / batch)) + 1
     # Queue a second round of tasks on each actor so that it never waits for the next one, but
     # never more than its share: Ray Data fills the first ready actor, and a small run would
     # otherwise land on one node of a cluster.
