@@ -233,3 +233,16 @@ def test_adaptive_gate_admits_in_order_up_to_its_limit_and_survives_cancelled_wa
     assert peak == 3
     assert order == list(range(10)), "first come, first served; the cancelled waiter never ran"
     assert in_flight == 0 and waiters == 0, "every slot came back"
+
+
+def test_both_transports_use_the_proxy_the_environment_names(teacher, transport, monkeypatch):
+    proxy = teacher.url.rsplit("/v1", 1)[0]  # the scripted server answers absolute-form requests too
+    for name in ("HTTP_PROXY", "http_proxy"):
+        monkeypatch.setenv(name, proxy)
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Teacher(base_url="http://teacher.invalid/v1", model="scripted", max_retries=0, timeout_s=5,
+                       transport=transport)
+    completion = _chat(TeacherClient("default", settings, None, api_key=None))
+    assert completion.text == "Answer to: hello"
+    assert teacher.paths == ["http://teacher.invalid/v1/chat/completions"], "the request did not go through the proxy"
