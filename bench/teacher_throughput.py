@@ -27,8 +27,8 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def busy_ticks() -> int:
-    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    return sum(fields) - fields[3] - fields[4]  # minus idle and iowait
+    user, nice, system, _idle, _iowait, irq, softirq = (int(v) for v in Path("/proc/stat").read_text().split()[1:8])
+    return user + nice + system + irq + softirq  # not idle, iowait, or time stolen by the host
 
 
 def process_ticks(pid: int) -> int:

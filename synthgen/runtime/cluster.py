@@ -72,6 +72,9 @@ def configure_ray_data() -> None:
     # few kilobytes of results out, and its policies held back dispatch for over half a second
     # at a time (the teacher idle while seeds waited). The actor pool's task caps bound us.
     context.set_config(ENABLED_BACKPRESSURE_POLICIES_CONFIG_KEY, [])
+    # Ray Data samples every task's memory (USS, from /proc/self/smaps) each second for its
+    # stats; our tasks hold a batch of text, and the samples cost the workers CPU.
+    context.memory_usage_poll_interval_s = None
     # Ray Data calls the workers' __del__ on a graceful end only with this (private) switch:
     # that is where they close their HTTP sessions and sandbox containers.
     if hasattr(context, "_enable_actor_pool_on_exit_hook"):
