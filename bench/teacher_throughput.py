@@ -7,6 +7,7 @@ and the CPU time synthgen spent per request (machine CPU during the run minus th
 
     python bench/teacher_throughput.py                      # 2,000 and 20,000 requests at 64/256/1024
     python bench/teacher_throughput.py --requests 2000 --in-flight 256
+    python bench/teacher_throughput.py --baseline           # also a plain AsyncOpenAI + semaphore loop
 """
 
 from __future__ import annotations
@@ -24,6 +25,19 @@ from pathlib import Path
 LATENCY_S = 0.2
 WORKERS = 2
 TICKS = os.sysconf("SC_CLK_TCK")
+# The reference point: what most generators do, the openai client's typed call behind a semaphore.
+PLAIN_LOOP = """
+import asyncio, sys, openai
+async def main(url, requests, in_flight):
+    client = openai.AsyncOpenAI(base_url=url, api_key="none", max_retries=0)
+    gate = asyncio.Semaphore(in_flight)
+    async def one(i):
+        async with gate:
+            await client.chat.completions.create(model="fake", max_tokens=64, messages=[
+                {"role": "user", "content": f"Benchmark prompt number {i} about a topic."}])
+    await asyncio.gather(*(one(i) for i in range(requests)))
+asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])))
+"""
 
 
 def busy_ticks() -> int:
@@ -36,7 +50,7 @@ def process_ticks(pid: int) -> int:
     return int(fields[11]) + int(fields[12])  # utime + stime
 
 
-def one_run(requests: int, in_flight: int, work: Path) -> dict:
+def one_run(requests: int, in_flight: int, work: Path, plain: bool = False) -> dict:
     seeds = work / f"seeds-{requests}.jsonl"
     if not seeds.exists():
         seeds.write_text("".join(json.dumps({"text": f"Benchmark prompt number {i} about a topic."}) + "\n"
@@ -59,10 +73,11 @@ output: {{shard_rows: 5000}}
 runtime: {{workers: {WORKERS}}}
 """)
     out = work / f"out-{requests}-{in_flight}"
+    command = [sys.executable, "-c", PLAIN_LOOP, url, str(requests), str(in_flight)] if plain else \
+        [sys.executable, "-m", "synthgen", "run", str(workflow), "--out", str(out)]
     busy_before, server_before = busy_ticks(), process_ticks(server.pid)
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "synthgen", "run", str(workflow), "--out", str(out)],
-                            capture_output=True, text=True)
+    result = subprocess.run(command, capture_output=True, text=True)
     wall = time.monotonic() - started
     busy, server_cpu = busy_ticks() - busy_before, process_ticks(server.pid) - server_before
     with urllib.request.urlopen(url.rsplit("/v1", 1)[0] + "/v1/stats") as response:
@@ -74,6 +89,7 @@ runtime: {{workers: {WORKERS}}}
     ideal = in_flight / LATENCY_S
     rate = stats["requests"] / stats["window_s"] if stats["window_s"] else 0.0
     return {
+        "client": "plain loop" if plain else "synthgen",
         "requests": stats["requests"],
         "in_flight": in_flight,
         "server_max_in_flight": stats["max_in_flight"],
@@ -91,21 +107,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", default="2000,20000")
     parser.add_argument("--in-flight", default="64,256,1024")
+    parser.add_argument("--baseline", action="store_true", help="also run a plain AsyncOpenAI + semaphore loop")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="sg-bench-") as tmp:
         work = Path(tmp)
         print(f"fake endpoint latency {LATENCY_S * 1000:.0f} ms, {WORKERS} Ray workers, {os.cpu_count()} cores")
-        header = f"{'requests':>8} {'in-flight':>9} {'req/s':>8} {'ideal':>7} {'of ideal':>8} {'wall s':>7} " \
+        header = f"{'client':>10} {'requests':>8} {'in-flight':>9} {'req/s':>8} {'ideal':>7} {'of ideal':>8} {'wall s':>7} " \
                  f"{'cpu ms/req':>10} {'server ms/req':>13} {'peak in flight':>14}"
         print(header)
         runs: dict[int, list[dict]] = {}
         for requests in (int(v) for v in args.requests.split(",")):
             for in_flight in (int(v) for v in args.in_flight.split(",")):
-                r = one_run(requests, in_flight, work)
-                runs.setdefault(in_flight, []).append(r)
-                print(f"{r['requests']:>8} {r['in_flight']:>9} {r['req_per_s']:>8} {r['ideal_req_per_s']:>7} "
-                      f"{r['of_ideal']:>8} {r['wall_s']:>7} {r['synthgen_cpu_ms_per_request']:>10} "
-                      f"{r['server_cpu_ms_per_request']:>13} {r['server_max_in_flight']:>14}", flush=True)
+                ours = one_run(requests, in_flight, work)
+                runs.setdefault(in_flight, []).append(ours)
+                for r in [ours, one_run(requests, in_flight, work, plain=True)] if args.baseline else [ours]:
+                    print(f"{r['client']:>10} {r['requests']:>8} {r['in_flight']:>9} {r['req_per_s']:>8} "
+                          f"{r['ideal_req_per_s']:>7} {r['of_ideal']:>8} {r['wall_s']:>7} "
+                          f"{r['synthgen_cpu_ms_per_request']:>10} {r['server_cpu_ms_per_request']:>13} "
+                          f"{r['server_max_in_flight']:>14}", flush=True)
         # Whole-run CPU includes starting Ray and its actors, a fixed cost; the difference between
         # two run sizes is what each further request costs.
         for in_flight, sized in runs.items():
