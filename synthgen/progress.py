@@ -26,8 +26,8 @@ class Progress:
 
     def update(self, counts: dict[str, int]) -> None:
         """Add one seed's counts (`SeedResult.counts()`)."""
-        for key in ("done", "records", "rejects", "unsettled", "requests", "tokens_out"):
-            setattr(self, key, getattr(self, key) + counts.get(key, 0))
+        for key, value in counts.items():
+            setattr(self, key, getattr(self, key) + value)
 
     def absorb(self, counts: dict[str, int]) -> None:
         """Counts reported live by the workers, ahead of the results the driver has received;
