@@ -1,5 +1,5 @@
 import sys
 
-from synthgen.cli import main
+from synthgen.interface.cli import main
 
 sys.exit(main())

@@ -4,7 +4,6 @@ that run the real `synthgen` command in a subprocess."""
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -22,6 +21,20 @@ from synthgen.scripted_teacher import ScriptedTeacher  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED_CODE_SEEDS = REPO / "seeds" / "python"
+
+
+# What makes a test slow (`pytest -m "not slow"` leaves these out): it starts Ray, a cluster, a
+# run it kills, the real LLM, or a Docker engine. Tests slow for another reason say so themselves.
+SLOW_FIXTURES = {"ray_local", "two_node_cluster", "slow_teacher"}
+SLOW_MODULES = {"test_crash", "test_embedded_teacher", "test_cluster"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        backend = getattr(getattr(item, "callspec", None), "params", {}).get("pool")
+        if (SLOW_FIXTURES & set(item.fixturenames) or item.module.__name__ in SLOW_MODULES
+                or backend == "docker" or "docker" in item.name):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")
@@ -79,16 +92,3 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def apt_install(*packages: str) -> bool:
-    """Install Debian packages for a test that needs a real program (root + apt only); the
-    package lists may be stale on a fresh machine, so one `apt-get update` is allowed."""
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        return False
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    command = ["apt-get", "install", "-y", "-q", *packages]
-    if subprocess.run(command, capture_output=True, env=env, timeout=900).returncode == 0:
-        return True
-    subprocess.run(["apt-get", "update", "-q"], capture_output=True, env=env, timeout=900)
-    return subprocess.run(command, capture_output=True, env=env, timeout=900).returncode == 0

@@ -118,8 +118,8 @@ def planted_set() -> list[tuple[str, str, str]]:
 
 def clean_texts() -> list[str]:
     """The shipped seeds (code, prose, Q&A) and the project's own code: none is a benchmark item."""
-    from synthgen.config import SeedSource
-    from synthgen.seeds import load_seeds
+    from synthgen.config.workflow import SeedSource
+    from synthgen.seeds.load import load_seeds
 
     texts = [seed.text for folder in ("python", "text") for seed in load_seeds(SeedSource(path=str(REPO / "seeds" / folder))).seeds]
     texts += [json.loads(line)["answer"] for line in (REPO / "seeds" / "qa.jsonl").read_text().splitlines() if line.strip()]

@@ -13,7 +13,7 @@ import pytest
 
 from conftest import free_port, SHIPPED_CODE_SEEDS, synthgen_cli, workflow_yaml
 
-from synthgen.inspection import connect
+from synthgen.storage.query import connect
 
 
 

@@ -6,8 +6,8 @@ import pytest
 
 from conftest import REPO, synthgen_cli
 
-from synthgen.config import load_workflow
-from synthgen.errors import UserError
+from synthgen.engine.registry import load_workflow
+from synthgen.config.errors import UserError
 
 VALID = """name: t
 seeds: {path: seeds.jsonl}
@@ -127,14 +127,83 @@ def test_check_cli_prints_one_line_without_traceback(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("error: ") and "unknown key 'tempreature'" in lines[0]
 
 
-def test_config_layer_imports_no_heavy_machinery():
+def test_config_layer_and_workflow_schema_import_no_heavy_machinery():
+    """The config layer, and the workflow schema assembled from every kind, load without Ray,
+    HTTP clients, Arrow or DuckDB (`synthgen check` stays instant)."""
     import subprocess
     import sys
 
     code = (
-        "import sys, synthgen.config, synthgen.yamlsource\n"
-        "heavy = [m for m in ('ray', 'openai', 'pyarrow', 'duckdb') if m in sys.modules]\n"
-        "assert not heavy, heavy\n"
+        "import sys, synthgen.config.workflow, synthgen.config.recipe, synthgen.config.curate\n"
+        "heavy = [m for m in ('ray', 'openai', 'pyarrow', 'duckdb', 'numpy', 'synthgen.engine') if m in sys.modules]\n"
+        "assert not heavy, ('config', heavy)\n"
+        "import synthgen.engine.registry\n"
+        "heavy = [m for m in ('ray', 'openai', 'pyarrow', 'duckdb', 'aiohttp', 'docker') if m in sys.modules]\n"
+        "assert not heavy, ('schema', heavy)\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+EVERY_KIND = """name: pinned
+seeds: {path: seeds.jsonl, kind: code, near_dedup: 0.9, decontaminate: {benchmarks: [humaneval], ngram: 8}}
+teacher: {model: m, base_url: "http://127.0.0.1:9/v1", temperature: 0.3, max_tokens: 100, seed: 7}
+teachers:
+  judge: {model: j, base_url: "http://127.0.0.1:9/v1", frequency_penalty: 0.5}
+steps:
+  - id: task
+    system: "You write tasks."
+    examples: [{user: "u {{ seed.text }}", assistant: "a"}]
+    prompt: "Task for {{ seed.text }}"
+    max_tokens: 50
+  - id: code
+    prompt: "CODE {{ task }}"
+    parse: code_block
+    n: 2
+    stop: ["END"]
+    on_length: continue
+  - id: meta
+    prompt: "JSON {{ task }}"
+    parse: json
+    json_schema: {type: object}
+    conversation: continue
+  - id: pair
+    from: task
+    parse: regex
+    pattern: "(?P<q>.*)"
+  - id: checked
+    validate: [run]
+  - id: fix
+    revise: code
+    until: run
+    max_rounds: 2
+  - id: grade
+    judge: code
+    teacher: judge
+    rubric: "Is {{ task }} good?"
+    min_score: 3
+  - id: better
+    judge: code
+    rubric: "again"
+    must_exceed: grade
+validators:
+  run: {kind: exec, code: code, calls: task, reference: seed, timeout_s: 3}
+  decontaminate: {fields: [code], ngram: 9}
+  dedup: {jaccard: 0.7}
+messages:
+  - {role: user, content: "{{ task }}"}
+  - {role: assistant, content: "{{ code }}"}
+"""
+
+
+def test_every_kind_keeps_the_workflow_hash_of_earlier_releases(tmp_path):
+    """Runs resume only under the same hash: the schema's shape (built from the kinds' modules)
+    must hash a workflow that uses every step and validator kind as release 0.1 did."""
+    path = tmp_path / "wf.yaml"
+    path.write_text(EVERY_KIND)
+    assert load_workflow(path).workflow_hash == "bfa3f5189d5c895e"
+
+
+def test_unknown_step_keys_list_the_kinds_own_keys_first(tmp_path):
+    message = _error(tmp_path, VALID.replace("  - id: second\n", "  - id: second\n    from: first\n    pares: json\n"))
+    assert "unknown key 'pares' in steps[1]; valid keys: id, from, parse, pattern, json_schema" in message

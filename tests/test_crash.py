@@ -14,11 +14,11 @@ import pytest
 
 from conftest import REPO, SHIPPED_CODE_SEEDS, workflow_yaml
 
-from synthgen.config import SeedSource
-from synthgen.inspection import connect
-from synthgen.runtime.writer import commit_markers
+from synthgen.config.workflow import SeedSource
+from synthgen.storage.query import connect
+from synthgen.storage.layout import commit_markers
 from synthgen.scripted_teacher import ScriptedTeacher
-from synthgen.seeds import load_seeds
+from synthgen.seeds.load import load_seeds
 
 SEEDS = load_seeds(SeedSource(path=str(SHIPPED_CODE_SEEDS))).seeds
 

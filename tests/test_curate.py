@@ -13,8 +13,8 @@ import pytest
 from conftest import REPO, synthgen_cli
 
 import synthgen
-from synthgen.curate.config import CurateConfig, Judge
-from synthgen.curate.pipeline import curate
+from synthgen.config.curate import CurateConfig, Judge
+from synthgen.pipelines.curate.pipeline import curate
 from synthgen.scripted_teacher import Reply
 
 GOOD_FUNCTION = '''
@@ -150,6 +150,7 @@ def test_grader_and_classifier(teacher, corpus, tmp_path):
     assert teacher.total_requests == requests
 
 
+@pytest.mark.slow  # a whole run in a subprocess (or the real LLM)
 def test_grader_against_the_embedded_teacher(tmp_path):
     config = CurateConfig(ray_above=10**6, judge=Judge(sample=3))
     out = tmp_path / "embedded.parquet"
@@ -193,13 +194,13 @@ def test_cli_prints_counts_and_coverage(corpus, tmp_path):
 
 
 def test_curation_as_the_seeds_block_of_a_workflow(corpus, tmp_path, monkeypatch):
-    from synthgen.config import SeedSource
-    from synthgen.seeds import load_seeds
+    from synthgen.config.workflow import SeedSource
+    from synthgen.pipelines.curate.pipeline import curated_seeds
 
     monkeypatch.setenv("SYNTHGEN_CACHE_DIR", str(tmp_path / "cache"))
     config = tmp_path / "curate.yaml"
     config.write_text("near_dedup: 0.85\n")
-    result = load_seeds(SeedSource(path=str(corpus), curate=str(config)))
+    result = curated_seeds(SeedSource(path=str(corpus), curate=str(config)))
     assert sorted(Path(s.source.split("#")[0]).name for s in result.seeds) == ["seeds.parquet"] * 3
     assert {s.kind for s in result.seeds} == {"code", "text"}
     assert any("code: test-only" in reason for reason in result.skipped)

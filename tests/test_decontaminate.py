@@ -158,7 +158,7 @@ def test_dedup_across_workers_and_resume_and_decontamination_in_a_run(ray_local,
 
 
 def test_benchmarks_by_name_and_unknown_names(tmp_path):
-    from synthgen.config import known_benchmarks
+    from synthgen.config.decontamination import known_benchmarks
 
     assert {"mbpp", "gsm8k"} <= set(known_benchmarks()), "validators/benchmarks.yaml names them"
     path = tmp_path / "wf.yaml"

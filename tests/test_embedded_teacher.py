@@ -7,7 +7,7 @@ import json
 import pytest
 from conftest import REPO, synthgen_cli
 
-from synthgen.inspection import connect
+from synthgen.storage.query import connect
 
 EXPECTED_ROLES = {
     "instruction_reversal": ["user", "assistant"],

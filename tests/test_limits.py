@@ -8,6 +8,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import pytest
+
 from conftest import SHIPPED_CODE_SEEDS, synthgen_cli, workflow_yaml
 
 import synthgen
@@ -66,6 +68,7 @@ def test_a_teacher_that_stays_down_stops_the_run_in_bounded_time(ray_local, teac
     assert report.summary["seeds"] == 0
 
 
+@pytest.mark.slow  # a whole run in a subprocess (or the real LLM)
 def test_api_key_reaches_the_teacher_and_nothing_else(teacher, tmp_path):
     canary = "sk-canary-7f3e9a1c5b2d4e6f8a0b"
     path = workflow_yaml(tmp_path / "wf.yaml", seeds=SHIPPED_CODE_SEEDS, url=teacher.url,

@@ -12,9 +12,9 @@ import pytest
 from conftest import free_port, SHIPPED_CODE_SEEDS, synthgen_cli, workflow_yaml
 
 import synthgen
-from synthgen.config import SeedSource
+from synthgen.config.workflow import SeedSource
 from synthgen.scripted_teacher import Fault, Reply
-from synthgen.seeds import load_seeds
+from synthgen.seeds.load import load_seeds
 
 
 def _no_code_for_primes(messages):
@@ -167,6 +167,7 @@ def test_cli_unknown_key_in_run(tmp_path, teacher):
     assert f"{path}:10: unknown key 'n_samples' in steps[1]; valid keys: id, prompt" in line
 
 
+@pytest.mark.slow  # a whole run in a subprocess (or the real LLM)
 def test_cli_run_then_inspect(tmp_path, teacher):
     path = workflow_yaml(tmp_path / "wf.yaml", seeds=SHIPPED_CODE_SEEDS, url=teacher.url)
     out = tmp_path / "out"
@@ -186,7 +187,7 @@ def test_resume_refuses_a_changed_workflow(ray_local, teacher, tmp_path, changed
     path = workflow_yaml(tmp_path / "wf.yaml", seeds=SHIPPED_CODE_SEEDS, url=teacher.url)
     synthgen.run(path, out=str(tmp_path / "out"), limit=2)
     path.write_text(path.read_text().replace("Describe the task", "Describe precisely the task"))
-    from synthgen.errors import UserError
+    from synthgen.config.errors import UserError
 
     with pytest.raises(UserError, match="another version of workflow 'test_reversal'"):
         synthgen.run(path, out=str(tmp_path / "out"), limit=2)
@@ -194,7 +195,7 @@ def test_resume_refuses_a_changed_workflow(ray_local, teacher, tmp_path, changed
 
 def test_progress_is_live_while_a_batch_still_runs(ray_local, teacher, tmp_path, caplog):
     """Results reach the driver a batch at a time; the progress line must not wait for that."""
-    from synthgen.config import load_workflow
+    from synthgen.engine.registry import load_workflow
     from synthgen.runtime.runner import run
 
     teacher.latency_s = 0.4

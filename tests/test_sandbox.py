@@ -11,6 +11,7 @@ import socket
 import subprocess
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -38,16 +39,17 @@ def assert_still_healthy(pool) -> None:
     assert (result.status, result.stdout.strip()) == ("passed", "45"), result
 
 
-def processes_of_uid_range(low: int, high: int) -> list[int]:
+def host_processes_with(token: str) -> list[int]:
+    """Host pids whose command line carries `token`: this job's processes and nobody else's."""
     found = []
     for name in os.listdir("/proc"):
         if name.isdigit():
             try:
-                uid = os.stat(f"/proc/{name}").st_uid
+                with open(f"/proc/{name}/cmdline", "rb") as handle:
+                    if token.encode() in handle.read():
+                        found.append(int(name))
             except OSError:
                 continue
-            if low <= uid < high:
-                found.append(int(name))
     return found
 
 
@@ -185,14 +187,15 @@ def test_huge_stdout_is_capped_and_cut(pool):
 
 
 def test_detached_child_does_not_outlive_the_job(pool):
+    token = f"detached-{uuid.uuid4().hex}"
     code = (
-        "import os, time\n"
+        "import os, sys\n"
         "if os.fork() == 0:\n"
         "    os.setsid()\n"
         "    if os.fork() == 0:\n"
-        "        open('still-alive', 'w').close(); time.sleep(60)\n"
+        f"        os.execv(sys.executable, [sys.executable, '-c', 'import time; time.sleep(60)', '{token}'])\n"
         "    os._exit(0)\n"
-        "time.sleep(0.3)\nprint('parent done')\n"
+        "import time; time.sleep(0.3)\nprint('parent done')\n"
     )
     result = run(pool, code)
     assert result.status == "passed" and result.duration_s < 2, result
@@ -200,8 +203,7 @@ def test_detached_child_does_not_outlive_the_job(pool):
     pids_inside = json.loads(probe.stdout)
     # Left inside: the namespace's init and the agent (pids 1-2), and the probe itself.
     assert len(pids_inside) <= 3, pids_inside
-    if pool.backend == "bwrap":
-        assert processes_of_uid_range(200_000, 1_200_000) == []
+    assert host_processes_with(token) == []
 
 
 def test_signals_to_parent_are_contained(pool):
@@ -250,7 +252,7 @@ def test_bwrap_slot_gets_its_own_cgroup():
         pytest.skip("cgroups need root here")
     with open_sandbox("bwrap", slots=1, ceiling=TIGHT) as sandbox:
         assert run(sandbox, "print(1)").status == "passed"
-        groups = list(Path("/sys/fs/cgroup").glob(f"**/synthgen/{os.getpid()}-0/pids.max"))
+        groups = list(Path("/sys/fs/cgroup").glob(f"**/synthgen/{os.getpid()}-{sandbox.slots[0].index}/pids.max"))
         assert groups and groups[0].read_text().strip() == str(TIGHT.processes + 16)
         assert (groups[0].parent / "cgroup.procs").read_text().split(), "the agent runs inside its cgroup"
     assert not groups[0].parent.exists(), "removed when the pool closes"
@@ -278,13 +280,13 @@ def test_tests_that_redefine_the_solution_test_the_solution(pool):
 
 def test_pool_survives_its_agent_dying(pool):
     assert_still_healthy(pool)
-    transport = pool.slots[0].transport
+    channel = pool.slots[0].channel
     if pool.backend == "docker":
-        transport.container.kill()
+        channel.container.kill()
     else:
-        os.killpg(transport.process.pid, 9)
+        os.killpg(channel.process.pid, 9)
     assert_still_healthy(pool)
-    assert pool.slots[0].transport is not transport, "a fresh agent took over"
+    assert pool.slots[0].channel is not channel, "a fresh agent took over"
 
 
 def test_docker_containers_of_a_killed_owner_are_removed():

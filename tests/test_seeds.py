@@ -11,9 +11,9 @@ import pytest
 
 from conftest import REPO
 
-from synthgen.config import SeedSource
-from synthgen.errors import UserError
-from synthgen.seeds import load_seeds
+from synthgen.config.workflow import SeedSource
+from synthgen.config.errors import UserError
+from synthgen.seeds.load import load_seeds
 
 
 def test_shipped_corpora_meet_their_promised_sizes():

@@ -9,12 +9,14 @@ import json
 
 import pytest
 
-from synthgen.config import GenerateStep, Message, SeedSource, Teacher, Workflow
+from synthgen.config.workflow import Message, SeedSource, Teacher
+from synthgen.engine.registry import Workflow
+from synthgen.engine.steps.generate import GenerateStep
 from synthgen.engine.cache import ResponseCache
 from synthgen.engine.gate import AdaptiveGate
 from synthgen.engine.teacher import TeacherClient, TeacherRefused, TeacherUnavailable
 from synthgen.engine.workflow import WorkflowRunner
-from synthgen.records import Seed
+from synthgen.engine.records import Seed
 from synthgen.scripted_teacher import Fault, Reply
 
 SEED = Seed.create("text", "Photosynthesis turns light into chemical energy in chloroplasts.", "test")

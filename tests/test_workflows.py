@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 from conftest import REPO, synthgen_cli
 
-from synthgen.config import load_workflow
+from synthgen.engine.registry import load_workflow
 from synthgen.engine.sandbox import open_sandbox
 from synthgen.engine.teacher import TeacherClient
-from synthgen.engine.validators import Resources
-from synthgen.engine.validators import build as build_validators
+from synthgen.engine.registry import build_validators
+from synthgen.engine.validators.base import Services
 from synthgen.engine.workflow import WorkflowRunner
 from synthgen.scripted_teacher import Reply, ScriptedTeacher
-from synthgen.seeds import load_seeds
+from synthgen.seeds.load import load_seeds
 
 WORKFLOWS = REPO / "workflows"
 BUGGY = "```python\ndef add(a, b):\n    return a - b\n```"
@@ -68,7 +68,7 @@ def run_engine(workflow, seeds, sandbox_backend: str | None = "bwrap"):
             pools.append(open_sandbox(sandbox_backend, slots=1))
             return pools[-1]
 
-        validators = build_validators(workflow.validators, Resources(sandbox=sandbox))
+        validators = build_validators(workflow.validators, Services(sandbox=sandbox))
         runner = WorkflowRunner(workflow, teachers, validators=validators)
         try:
             return await asyncio.gather(*(runner.run(seed) for seed in seeds))
@@ -262,7 +262,7 @@ def test_run_end_to_end_on_ray_with_the_sandbox(ray_local, scripted, tmp_path, a
     done = synthgen_cli("run", str(WORKFLOWS / "instruction_reversal.yaml"), "--out", str(out), "--seeds", str(add_seeds),
                         "--teacher-url", scripted.url, "--model", "scripted")
     assert done.returncode == 0, done.stderr
-    from synthgen.inspection import connect
+    from synthgen.storage.query import connect
 
     rows = connect(out).execute("SELECT solution, verdicts, repair FROM data").fetchall()
     assert len(rows) == 2

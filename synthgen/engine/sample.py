@@ -7,9 +7,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from synthgen.engine.records import Turn, Verdict
 from synthgen.engine.templates import TemplateError, render
-from synthgen.engine.validators import Check
-from synthgen.records import Turn, Verdict
+from synthgen.engine.validators.base import Check
 
 
 class StepFailed(Exception):
@@ -53,3 +53,4 @@ def render_or_fail(template: str, context: dict, stage: str) -> str:
         return render(template, context)
     except TemplateError as exc:
         raise StepFailed(stage, f"template: {exc}") from None
+

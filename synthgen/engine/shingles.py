@@ -27,9 +27,10 @@ _BASE = np.uint64(0x100000001B3)  # odd, so it has an inverse mod 2^64
 _BASE_INVERSE = np.uint64(pow(int(_BASE), -1, 2**64))
 _GRAM_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
 _EMPTY = np.uint64(2**64 - 1)
+SHINGLE_WORDS = 5  # words per shingle of MinHash signatures (decontamination and dedup alike)
 
 
-def mix(values: np.ndarray) -> np.ndarray:
+def mix64(values: np.ndarray) -> np.ndarray:
     """splitmix64's finaliser: every input bit affects every output bit."""
     with np.errstate(over="ignore"):
         values = values ^ (values >> np.uint64(30))
@@ -62,7 +63,7 @@ def word_hashes(texts: list[str]) -> Segmented:
     powers, inverse = _power_tables(len(data))
     with np.errstate(over="ignore"):
         prefix = np.concatenate(([np.uint64(0)], np.cumsum((_LOWER[data] + np.uint64(1)) * powers[: len(data)])))
-        hashes = mix((prefix[ends] - prefix[starts]) * inverse[starts])
+        hashes = mix64((prefix[ends] - prefix[starts]) * inverse[starts])
     separators = np.flatnonzero(data == 0)
     boundaries = np.concatenate(([0], np.searchsorted(starts, separators), [len(starts)]))
     return Segmented(hashes, boundaries.astype(np.int64))
@@ -97,7 +98,7 @@ def ngram_hashes(words: Segmented, n: int) -> Segmented:
         prefix = np.concatenate(([np.uint64(0)], np.cumsum(values * inverse[: len(values)])))
         grams = (prefix[n : n + count] - prefix[:count]) * powers[n - 1 : n - 1 + count]
     inside = owners[:count] == owners[n - 1 :]
-    grams, gram_owners = mix(grams[inside]), owners[:count][inside]
+    grams, gram_owners = mix64(grams[inside]), owners[:count][inside]
     offsets = np.concatenate(([0], np.cumsum(np.bincount(gram_owners, minlength=docs)))).astype(np.int64)
     return Segmented(grams, offsets)
 
@@ -108,7 +109,7 @@ def signatures(shingles: Segmented, num_perm: int = 128) -> np.ndarray:
         raise ValueError("num_perm must be a power of two")
     bits = np.uint64(num_perm.bit_length() - 1)
     docs = len(shingles.offsets) - 1
-    hashed = mix(shingles.values ^ np.uint64(0x5851F42D4C957F2D))
+    hashed = mix64(shingles.values ^ np.uint64(0x5851F42D4C957F2D))
     bins = (hashed >> (np.uint64(64) - bits)).astype(np.int64) if bits else np.zeros(len(hashed), np.int64)
     values = hashed & np.uint64((1 << (64 - int(bits))) - 1)
     flat = np.full(docs * num_perm, _EMPTY, dtype=np.uint64)

@@ -19,11 +19,11 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Protocol
 
-from synthgen.config import Teacher
+from synthgen.config.workflow import Teacher
 from synthgen.engine.cache import ResponseCache
 from synthgen.engine.gate import AdaptiveGate
 from synthgen.engine.transport import NoAnswer, open_transport
-from synthgen.errors import UserError
+from synthgen.config.errors import UserError
 
 NO_KEY = "not-needed"
 _RETRYABLE_STATUS = {408, 409, 425, 429}

@@ -11,12 +11,13 @@ import asyncio
 import time
 from typing import Any
 
-from synthgen.config import SEED_VARIABLE, Workflow
-from synthgen.engine.teacher import Completion, TeacherClient, TeacherRefused, TeacherUnavailable
+from synthgen.config.base import SEED_VARIABLE
+from synthgen.config.workflow import WorkflowBase
+from synthgen.engine.records import ChatMessage, Record, Reject, Seed, SeedResult, Turn, content_hash
+from synthgen.engine.registry import step_kind
 from synthgen.engine.sample import Sample, StepFailed, render_or_fail
-from synthgen.engine.steps import run_step
-from synthgen.engine.validators import Check, Validator
-from synthgen.records import ChatMessage, Record, Reject, Seed, SeedResult, Turn, content_hash
+from synthgen.engine.teacher import Completion, TeacherClient, TeacherRefused, TeacherUnavailable
+from synthgen.engine.validators.base import Check, Validator
 
 CONTINUE_PROMPT = "Continue exactly where you stopped. Do not repeat anything you already wrote."
 
@@ -24,7 +25,7 @@ CONTINUE_PROMPT = "Continue exactly where you stopped. Do not repeat anything yo
 class WorkflowRunner:
     def __init__(
         self,
-        workflow: Workflow,
+        workflow: WorkflowBase,
         teachers: dict[str, TeacherClient],
         node: str = "",
         validators: dict[str, Validator] | None = None,
@@ -34,6 +35,7 @@ class WorkflowRunner:
         self.validators = validators or {}
         self.node = node
         self.workflow_hash = workflow.workflow_hash
+        self._conditions_in_use = {name for step in workflow.steps for name in step.conditions()}
 
     async def run(self, seed: Seed) -> SeedResult:
         try:
@@ -64,13 +66,13 @@ class WorkflowRunner:
         steps = self.workflow.steps
         for position in range(start, len(steps)):
             step = steps[position]
-            fan_out = getattr(step, "n", 1)
+            fan_out = step.fan_out
             if fan_out > 1 and position not in sample.forked_at:
                 branches = [sample.fork(k, fan_out, position) for k in range(fan_out)]
                 nested = await asyncio.gather(*(self._walk(branch, position) for branch in branches))
                 return [leaf for group in nested for leaf in group]
             try:
-                await run_step(self, step, sample)
+                await step_kind(step).run(self, step, sample)
             except StepFailed as exc:
                 sample.failure = exc
                 return [sample]
@@ -97,6 +99,18 @@ class WorkflowRunner:
         sample.checked[name] = (fingerprint, result)
         sample.verdict(name, result)
         return result
+
+    async def condition(self, name: str, sample: Sample, round_number: int) -> Check:
+        """A revise loop's `until`: a condition step (a judge) checked again, or a validator."""
+        step = self.workflow.step(name)
+        again = step_kind(step).condition if step is not None else None
+        if again is not None:
+            return await again(self, step, sample, round_number)
+        return await self.check(name, sample)
+
+    def is_condition_of_later_step(self, step_id: str) -> bool:
+        """A later step acts on this condition step's verdict (so it does not reject by itself)."""
+        return step_id in self._conditions_in_use
 
     async def require(self, name: str, sample: Sample) -> None:
         result = await self.check(name, sample)

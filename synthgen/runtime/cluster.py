@@ -8,9 +8,12 @@ import logging
 import os
 import socket
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
-from synthgen.errors import UserError
+import pyarrow as pa
+
+from synthgen.config.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -82,3 +85,14 @@ def configure_ray_data() -> None:
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     # We turn the bars off on purpose (our own progress lines replace them); no need to say so.
     logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
+
+
+def map_rows(rows: list[dict], function: Callable[..., pa.Table], kwargs: dict[str, Any], batch_size: int) -> Iterator[pa.Table]:
+    """`function(batch, **kwargs)` over the rows as Ray tasks (a local instance unless one is
+    already connected), one Arrow batch in and out per task; results as they come."""
+    import ray
+
+    with ray_session(None):
+        dataset = ray.data.from_items(rows).map_batches(function, fn_kwargs=kwargs, batch_size=batch_size,
+                                                        batch_format="pyarrow")
+        yield from dataset.iter_batches(batch_format="pyarrow", batch_size=None)

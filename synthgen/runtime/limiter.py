@@ -11,7 +11,7 @@ import time
 
 import ray
 
-from synthgen.config import Teacher
+from synthgen.config.workflow import Teacher
 
 _MIN_FACTOR = 0.05
 _RECOVERY_STEP = 0.1

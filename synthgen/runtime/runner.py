@@ -17,24 +17,24 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from synthgen.config import EMBEDDED, Workflow
-from synthgen.embedded_teacher import EmbeddedTeacher
-from synthgen.engine.sandbox import SandboxUnavailable, open_sandbox
+from synthgen.config.base import EMBEDDED
+from synthgen.config.errors import UserError
+from synthgen.config.workflow import WorkflowBase
+from synthgen.engine.embedded_teacher import EmbeddedTeacher
+from synthgen.engine.registry import prepare_validators
 from synthgen.engine.teacher import probe
-from synthgen.errors import UserError
-from synthgen.inspection import connect, summarize
-from synthgen.progress import Progress
 from synthgen.runtime.cluster import configure_ray_data, ray_session
-from synthgen.runtime.dedup import create_dedup
 from synthgen.runtime.limiter import create_limiter
+from synthgen.runtime.progress import Progress
+from synthgen.runtime.shared import create_shared_states
 from synthgen.runtime.tally import LiveProgress, TallyActor
 from synthgen.runtime.worker import WorkflowWorker, seed_rows
-from synthgen.runtime.writer import ShardWriter, commit_markers, read_settled_batch
-from synthgen.seeds import SeedSet, load_seeds
+from synthgen.runtime.writer import ShardWriter, read_settled_batch
+from synthgen.seeds.load import SeedSet, load_seeds
+from synthgen.storage.layout import CACHE, MANIFEST, commit_markers
+from synthgen.storage.query import connect, summarize
 
 log = logging.getLogger("synthgen")
-
-MANIFEST = "manifest.json"
 
 
 @dataclass
@@ -49,10 +49,13 @@ class RunReport:
     elapsed_s: float = 0.0
 
 
-def run(workflow: Workflow, *, address: str | None = None, progress_interval_s: float = 10.0) -> RunReport:
+def run(workflow: WorkflowBase, *, seed_set: SeedSet | None = None, address: str | None = None,
+        progress_interval_s: float = 10.0) -> RunReport:
+    """Run or resume `workflow` on its seeds (or on `seed_set`, already loaded: a curated source
+    is curated by the caller)."""
     started = time.monotonic()
     out = Path(workflow.output.dir or "out")
-    seed_set = load_seeds(workflow.seeds)
+    seed_set = seed_set or load_seeds(workflow.seeds)
     out.mkdir(parents=True, exist_ok=True)
     _refuse_other_workflow(out, workflow)
     writer = ShardWriter(out, workflow.field_names, workflow.output.shard_rows, workflow.workflow_hash)
@@ -67,7 +70,7 @@ def run(workflow: Workflow, *, address: str | None = None, progress_interval_s: 
             api_keys = {name: key for name, t in workflow.teachers.items() if (key := os.environ.get(t.api_key_env))}
             for name, teacher in workflow.teachers.items():
                 probe(name, teacher, api_keys.get(name))
-            _prepare_validators(workflow)
+            prepare_validators(workflow)
             stack.enter_context(ray_session(address))
             _stream(workflow, pending, api_keys, writer, out, report, progress_interval_s)
     report.elapsed_s = time.monotonic() - started
@@ -81,29 +84,7 @@ def run(workflow: Workflow, *, address: str | None = None, progress_interval_s: 
     return report
 
 
-def _prepare_validators(workflow: Workflow) -> None:
-    """Fail in a second, before Ray starts, when a validator cannot work: no sandbox for exec,
-    an unreadable benchmark. Decontamination indexes are built here, once, for every worker."""
-    from synthgen.engine.references import ReferenceError
-    from synthgen.engine.validators.decontaminate import index_for
-
-    for name, spec in workflow.validators.items():
-        if spec.kind == "decontaminate":
-            try:
-                index_for(spec)
-            except ReferenceError as exc:
-                raise UserError(f"validator {name}: {exc}") from None
-    if not any(v.kind == "exec" for v in workflow.validators.values()):
-        return
-    config = workflow.sandbox
-    try:
-        with open_sandbox(config.backend, slots=1, image=config.image) as sandbox:
-            sandbox.warm_up()
-    except SandboxUnavailable as exc:
-        raise UserError(f"the workflow's exec validators need a sandbox ({config.backend}): {exc}") from None
-
-
-def _add_costs(summary: dict, workflow: Workflow) -> None:
+def _add_costs(summary: dict, workflow: WorkflowBase) -> None:
     """Cost of the tokens actually paid for (cache hits are free), where a price is configured."""
     for row in summary["teachers"]:
         teacher = workflow.teachers.get(row["teacher"])
@@ -114,7 +95,7 @@ def _add_costs(summary: dict, workflow: Workflow) -> None:
     summary["cost_usd"] = round(sum(costs), 6) if costs else None
 
 
-def _refuse_other_workflow(out: Path, workflow: Workflow) -> None:
+def _refuse_other_workflow(out: Path, workflow: WorkflowBase) -> None:
     hashes = {marker.get("workflow_hash") for marker in commit_markers(out)} - {None}
     if hashes and hashes != {workflow.workflow_hash}:
         raise UserError(
@@ -123,7 +104,7 @@ def _refuse_other_workflow(out: Path, workflow: Workflow) -> None:
         )
 
 
-def _with_live_teachers(workflow: Workflow, out: Path, stack: contextlib.ExitStack) -> Workflow:
+def _with_live_teachers(workflow: WorkflowBase, out: Path, stack: contextlib.ExitStack) -> WorkflowBase:
     """A copy of the workflow whose `embedded` teachers point at a freshly started local server."""
     if all(t.base_url != EMBEDDED for t in workflow.teachers.values()):
         return workflow
@@ -162,13 +143,13 @@ def _stream(workflow, pending, api_keys, writer: ShardWriter, out: Path, report:
     queued = max(1, min(2 * calls, math.ceil(batches / workers)))
     limiter = create_limiter(workflow.teachers)
     tally = TallyActor.remote()
-    dedup = create_dedup(workflow, out)
+    shared_states = create_shared_states(workflow, out)
     dataset = ray.data.from_items(seed_rows(pending), override_num_blocks=batches)
     dataset = dataset.map_batches(
         WorkflowWorker,
         fn_constructor_kwargs={
-            "workflow": workflow, "api_keys": api_keys, "cache_dir": str(out / "cache"), "limiter": limiter,
-            "tally": tally, "dedup": dedup,
+            "workflow": workflow, "api_keys": api_keys, "cache_dir": str(out / CACHE), "limiter": limiter,
+            "tally": tally, "shared_states": shared_states,
         },
         batch_size=batch,
         batch_format="pyarrow",
@@ -248,7 +229,7 @@ def _versions() -> dict[str, str]:
     return versions
 
 
-def write_manifest(out: Path, workflow: Workflow, seed_set: SeedSet, report: RunReport) -> None:
+def write_manifest(out: Path, workflow: WorkflowBase, seed_set: SeedSet, report: RunReport) -> None:
     summary = report.summary
     markers = commit_markers(out)
     manifest = {

@@ -16,16 +16,16 @@ import traceback
 
 import pyarrow as pa
 
-from synthgen.config import Teacher, Workflow
+from synthgen.config.workflow import Teacher, WorkflowBase
 from synthgen.engine.cache import ResponseCache
+from synthgen.engine.records import Reject, Seed, SeedResult
+from synthgen.engine.registry import build_validators
 from synthgen.engine.sandbox import open_sandbox
 from synthgen.engine.teacher import TeacherClient
-from synthgen.engine.validators import Resources
-from synthgen.engine.validators import build as build_validators
+from synthgen.engine.validators.base import Services
 from synthgen.engine.workflow import WorkflowRunner
-from synthgen.records import Reject, Seed, SeedResult
-from synthgen.runtime.dedup import ActorRegistry
 from synthgen.runtime.limiter import LeasedLimiter
+from synthgen.runtime.shared import ActorState
 from synthgen.runtime.writer import settled_batch
 
 log = logging.getLogger(__name__)
@@ -40,11 +40,11 @@ def seed_rows(seeds: list[Seed]) -> list[dict]:
 
 
 class WorkflowWorker:
-    def __init__(self, workflow: Workflow, api_keys: dict[str, str], cache_dir: str, limiter=None, tally=None,
-                 dedup=None):
+    def __init__(self, workflow: WorkflowBase, api_keys: dict[str, str], cache_dir: str, limiter=None, tally=None,
+                 shared_states=None):
         self.workflow = workflow
         self.tally = tally
-        self.dedup = dedup
+        self.shared_states = shared_states or {}
         self.api_keys = api_keys
         self.cache_dir = cache_dir
         self.limiter = limiter
@@ -80,10 +80,8 @@ class WorkflowWorker:
             name: TeacherClient(name, config, cache, self.api_keys.get(name), self._leases(name, config))
             for name, config in self.workflow.teachers.items()
         }
-        resources = Resources(sandbox=self._open_sandbox)
-        if self.dedup is not None:
-            resources.dedup_registry = lambda name, spec: ActorRegistry(self.dedup, name)
-        validators = build_validators(self.workflow.validators, resources)
+        services = Services(sandbox=self._open_sandbox, shared=lambda name: ActorState(self.shared_states[name]))
+        validators = build_validators(self.workflow.validators, services)
         return WorkflowRunner(self.workflow, teachers, node=ray.get_runtime_context().get_node_id(), validators=validators)
 
     def _open_sandbox(self):

@@ -22,62 +22,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from synthgen.records import Record, SeedResult
+from synthgen.engine.records import SeedResult
+from synthgen.storage.layout import COMMITS, DATA, REJECTS, commit_markers, record_schema, shard_row
 
 log = logging.getLogger(__name__)
 
-COMMITS = "_commits"
-DATA = "data"
-REJECTS = "rejects"
 DATA_COLUMN = "records"  # the batch column holding what lands in DATA
-REJECT_COLUMNS = ("stage", "reason", "raw")
-
-_TURN = pa.struct(
-    [
-        ("step", pa.string()),
-        ("purpose", pa.string()),
-        ("round", pa.int32()),
-        ("teacher", pa.string()),
-        ("model", pa.string()),
-        ("prompt_hash", pa.string()),
-        ("tokens_in", pa.int64()),
-        ("tokens_out", pa.int64()),
-        ("latency_s", pa.float64()),
-        ("cache_hit", pa.bool_()),
-        ("finish_reason", pa.string()),
-        ("retries", pa.int32()),
-    ]
-)
-_VERDICT = pa.struct([("validator", pa.string()), ("passed", pa.bool_()), ("detail", pa.string())])
-_MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
-
-
-def record_schema(field_names: list[str], rejects: bool) -> pa.Schema:
-    columns = [
-        ("record_id", pa.string()),
-        ("seed_id", pa.string()),
-        ("sample_index", pa.int32()),
-        ("workflow", pa.string()),
-        ("workflow_hash", pa.string()),
-        ("messages", pa.list_(_MESSAGE)),
-        *[(name, pa.string()) for name in field_names],
-        ("turns", pa.list_(_TURN)),
-        ("verdicts", pa.list_(_VERDICT)),
-        ("teacher_model", pa.string()),
-        ("created_at", pa.timestamp("ms", tz="UTC")),
-        ("node", pa.string()),
-    ]
-    if rejects:
-        columns += [(name, pa.string()) for name in REJECT_COLUMNS]
-    return pa.schema(columns)
-
-
-def _row(item: Record, field_names: list[str]) -> dict:
-    row = item.model_dump(exclude={"fields"})
-    row["created_at"] = int(item.created_at * 1000)
-    for name in field_names:
-        row[name] = item.fields.get(name)
-    return row
 
 
 def settled_batch(results: list[SeedResult], field_names: list[str]) -> pa.Table:
@@ -88,7 +38,7 @@ def settled_batch(results: list[SeedResult], field_names: list[str]) -> pa.Table
     seeds = [{"seed_id": r.seed_id, "settled": r.settled, "error": r.error, "counts": r.counts()} for r in results]
     streams = {}
     for column, is_reject in ((DATA_COLUMN, False), (REJECTS, True)):
-        rows = [_row(item, field_names) for result in results for item in getattr(result, column)]
+        rows = [shard_row(item, field_names) for result in results for item in getattr(result, column)]
         table = pa.Table.from_pylist(rows, schema=record_schema(field_names, is_reject))
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, table.schema) as stream:
@@ -126,10 +76,6 @@ class ShardWriter:
         self._rows = 0
         self._seed_ids: list[str] = []
         self.last_commit = time.monotonic()
-
-    @property
-    def buffered_seeds(self) -> int:
-        return len(self._seed_ids)
 
     def add(self, result: SeedResult) -> None:
         self.add_settled(*read_settled_batch(settled_batch([result], self.field_names).to_pylist()[0]))
@@ -223,13 +169,6 @@ def _publish(out: Path, marker: dict) -> None:
         temp = final.with_name(f".{final.name}.tmp")
         if temp.exists():
             os.replace(temp, final)
-
-
-def commit_markers(out: Path) -> list[dict]:
-    markers = []
-    for path in sorted((out / COMMITS).glob("part-*.json")):
-        markers.append(json.loads(path.read_text()))
-    return markers
 
 
 def recover(out: Path) -> set[str]:

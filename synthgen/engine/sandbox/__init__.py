@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import shutil
 
+from synthgen.config.base import SANDBOX_BACKENDS
 from synthgen.engine.sandbox.job import CaseOutcome, Job, Limits, Result
 from synthgen.engine.sandbox.pool import AgentPool, SandboxUnavailable
 
-BACKENDS = ("auto", "bwrap", "docker", "process")
-
-__all__ = ["AgentPool", "BACKENDS", "CaseOutcome", "Job", "Limits", "Result", "SandboxUnavailable", "open_sandbox"]
+__all__ = ["AgentPool", "CaseOutcome", "Job", "Limits", "Result", "SandboxUnavailable", "open_sandbox"]
 
 
 def open_sandbox(backend: str = "auto", slots: int = 1, ceiling: Limits | None = None, recycle_after: int = 1000,
@@ -32,4 +31,4 @@ def open_sandbox(backend: str = "auto", slots: int = 1, ceiling: Limits | None =
         from synthgen.engine.sandbox import process
 
         return process.make_pool(slots, recycle_after)
-    raise ValueError(f"unknown sandbox backend {backend!r}; valid: {', '.join(BACKENDS)}")
+    raise ValueError(f"unknown sandbox backend {backend!r}; valid: {', '.join(SANDBOX_BACKENDS)}")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from synthgen.engine.sandbox import cgroup
 from synthgen.engine.sandbox.job import Limits
-from synthgen.engine.sandbox.pool import AgentPool, PipeTransport, SandboxUnavailable, agent_dir
+from synthgen.engine.sandbox.pool import AgentPool, PipeChannel, SandboxUnavailable, agent_dir
 
 INSIDE_AGENT_DIR = "/opt/synthgen"
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
@@ -27,7 +27,7 @@ AGENT_CAPS = ("CAP_SETUID", "CAP_SETGID", "CAP_KILL", "CAP_CHOWN", "CAP_DAC_OVER
 
 def job_uid(slot: int) -> int:
     """An unprivileged uid unique to this agent among live ones, so RLIMIT_NPROC is not shared."""
-    return 200_000 + (os.getpid() * 64 + slot) % 1_000_000
+    return 200_000 + (os.getpid() * 1024 + slot % 1024) % 1_000_000
 
 
 def _interpreter() -> tuple[str, str]:
@@ -79,12 +79,12 @@ def make_pool(slots: int, ceiling: Limits, recycle_after: int = 1000) -> AgentPo
         )
     groups: dict[int, list[Path]] = {}
 
-    def start(slot: int) -> PipeTransport:
+    def start(slot: int) -> PipeChannel:
         cgroup.remove(groups.pop(slot, []))
         name = f"{os.getpid()}-{slot}"
         # The agent and its bookkeeping need room beside the job's own ceiling.
         groups[slot], enter = cgroup.create(name, (ceiling.memory_mb + 256) * 2**20, ceiling.processes + 16)
-        return PipeTransport(bwrap_argv(bwrap, slot), env={}, preexec=enter)
+        return PipeChannel(bwrap_argv(bwrap, slot), env={}, preexec=enter)
 
     def remove_groups() -> None:
         for dirs in groups.values():

@@ -24,7 +24,7 @@ LABEL = "synthgen.sandbox"
 STREAM_HEADER = struct.Struct(">BxxxI")  # Docker's multiplexed attach framing
 
 
-class ContainerTransport:
+class ContainerChannel:
     def __init__(self, client, image: str, slot: int, ceiling: Limits):
         from docker.types import LogConfig
 
@@ -124,7 +124,7 @@ def make_pool(slots: int, ceiling: Limits, recycle_after: int = 1000, image: str
     except Exception as exc:  # noqa: BLE001
         raise SandboxUnavailable(f"sandbox image {image!r} not found: build it with `bash sandbox/build_image.sh {image}`") from exc
     _remove_orphans(client)
-    return AgentPool("docker", lambda slot: ContainerTransport(client, image, slot, ceiling), slots, recycle_after)
+    return AgentPool("docker", lambda slot: ContainerChannel(client, image, slot, ceiling), slots, recycle_after)
 
 
 def _remove_orphans(client) -> None:

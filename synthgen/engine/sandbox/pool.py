@@ -1,11 +1,12 @@
 """A pool of warm sandbox agents: one job at a time per agent, agents restarted on any anomaly.
 
 Backends differ only in how an agent is started (bwrap, a Docker container, a plain process);
-they hand the pool a function that starts one and returns its `Transport`."""
+they hand the pool a function that starts one and returns its `AgentChannel`."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import os
@@ -39,7 +40,7 @@ class AgentLost(Exception):
     """The agent died or stopped answering; its slot is restarted."""
 
 
-class Transport(Protocol):
+class AgentChannel(Protocol):
     def send(self, message: dict) -> None: ...
 
     def receive(self, timeout: float) -> dict: ...
@@ -78,7 +79,7 @@ class FrameBuffer:
         return json.loads(body)
 
 
-class PipeTransport:
+class PipeChannel:
     """An agent as a child process speaking frames over its stdin/stdout."""
 
     def __init__(self, argv: list[str], env: dict[str, str], preexec: Callable[[], None] | None = None):
@@ -123,20 +124,25 @@ class PipeTransport:
             stream.close()
 
 
+# Slot numbers are unique in the process, not just in a pool: they name the slot's cgroup and its
+# job uid, which two pools of one process must not share.
+_SLOT_NUMBERS = itertools.count()
+
+
 class _Slot:
     def __init__(self, index: int):
         self.index = index
-        self.transport: Transport | None = None
+        self.channel: AgentChannel | None = None
         self.jobs = 0
 
 
 class AgentPool:
-    """Runs jobs on `slots` warm agents; `start(slot_index)` makes a ready agent."""
+    """Runs jobs on `slots` warm agents; `start(slot_number)` makes a ready agent."""
 
     def __init__(
         self,
         backend: str,
-        start: Callable[[int], Transport],
+        start: Callable[[int], AgentChannel],
         slots: int,
         recycle_after: int = 1000,
         on_close: Callable[[], None] | None = None,
@@ -145,7 +151,7 @@ class AgentPool:
         self._on_close = on_close
         self._start = start
         self.recycle_after = recycle_after
-        self.slots = [_Slot(i) for i in range(max(1, slots))]
+        self.slots = [_Slot(next(_SLOT_NUMBERS)) for _ in range(max(1, slots))]
         self._idle: queue.Queue[_Slot] = queue.Queue()
         for slot in self.slots:
             self._idle.put(slot)
@@ -155,18 +161,15 @@ class AgentPool:
         """Start every agent now, so that a backend that cannot run fails before any job."""
         list(self._executor.map(self._ensure_started, self.slots))
 
+    async def run_async(self, job: Job) -> Result:
+        return await asyncio.wrap_future(self._executor.submit(self.run, job))
+
     def run(self, job: Job) -> Result:
         slot = self._idle.get()
         try:
             return self._run_on(slot, job)
         finally:
             self._idle.put(slot)
-
-    def run_many(self, jobs: list[Job]) -> list[Result]:
-        return list(self._executor.map(self.run, jobs))
-
-    async def run_async(self, job: Job) -> Result:
-        return await asyncio.wrap_future(self._executor.submit(self.run, job))
 
     def close(self) -> None:
         for slot in self.slots:
@@ -188,8 +191,8 @@ class AgentPool:
         for attempt in range(2):
             self._ensure_started(slot)
             try:
-                slot.transport.send(request)
-                reply = slot.transport.receive(job.limits.wall_s + REPLY_SLACK_S)
+                slot.channel.send(request)
+                reply = slot.channel.receive(job.limits.wall_s + REPLY_SLACK_S)
                 break
             except AgentLost as exc:
                 log.warning("sandbox %s agent %d lost, restarting it: %s", self.backend, slot.index, exc)
@@ -206,20 +209,20 @@ class AgentPool:
         return classify(reply, job, nonce, self.backend)
 
     def _ensure_started(self, slot: _Slot) -> None:
-        if slot.transport is not None:
+        if slot.channel is not None:
             return
-        transport = self._start(slot.index)
+        channel = self._start(slot.index)
         try:
-            hello = transport.receive(START_TIMEOUT_S)
+            hello = channel.receive(START_TIMEOUT_S)
         except AgentLost as exc:
-            transport.close()
+            channel.close()
             raise SandboxUnavailable(f"the {self.backend} sandbox agent did not start: {exc}") from exc
         if not hello.get("ready"):
-            transport.close()
+            channel.close()
             raise SandboxUnavailable(f"the {self.backend} sandbox agent answered {hello!r} instead of ready")
-        slot.transport, slot.jobs = transport, 0
+        slot.channel, slot.jobs = channel, 0
 
     def _stop(self, slot: _Slot) -> None:
-        if slot.transport is not None:
-            transport, slot.transport = slot.transport, None
-            transport.close()
+        if slot.channel is not None:
+            channel, slot.channel = slot.channel, None
+            channel.close()

@@ -1,9 +1,15 @@
-"""What every validator is: a named async check over a sample's fields."""
+"""What a validator kind declares (`ValidatorKind`), what a built validator is (an async check
+over a sample's fields), and the services a host lends validators."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+from synthgen.config.base import SEED_VARIABLE
+from synthgen.config.kinds import ValidatorSpec
 
 
 @dataclass(frozen=True)
@@ -22,3 +28,49 @@ class Validator(Protocol):
     fields: tuple[str, ...]
 
     async def check(self, fields: dict[str, Any], record_id: str) -> Check: ...
+
+
+@dataclass
+class Services:
+    """What the host (a worker, a test) lends validators: the sandbox pool (opened on first
+    need), and each validator's run-wide shared state by validator name: an in-process object
+    here, one Ray actor for all workers in a run. Shared state is called as
+    `await state.method(...)` either way."""
+
+    sandbox: Callable[[], Any] | None = None
+    shared: Callable[[str], Any] | None = None
+
+
+@dataclass(frozen=True)
+class ValidatorKind:
+    name: str
+    spec: type[ValidatorSpec]
+    build: Callable[[str, Any, Services], Validator]
+    # Once per run, before any worker starts (fail fast, build indexes): (name, spec, workflow);
+    # raises UserError when the validator cannot work here.
+    prepare: Callable[[str, Any, Any], None] | None = None
+    # Run-wide state, one per validator name: made from the spec, with plain methods; its
+    # `absorb(record_ids, fields)` (if it has one) is given the committed records on resume.
+    shared: Callable[[Any], Any] | None = None
+
+
+class InProcess:
+    """Shared state living in this process, called with `await` like one in a Ray actor."""
+
+    def __init__(self, state: Any):
+        self._state = state
+
+    def __getattr__(self, method: str) -> Callable[..., Any]:
+        function = getattr(self._state, method)
+
+        async def call(*args: Any) -> Any:
+            return function(*args)
+
+        return call
+
+
+def field_texts(fields: dict[str, Any], names: list[str] | None) -> dict[str, str]:
+    """The fields a validator reads as text (structured ones as JSON); the seed is not the sample's."""
+    chosen = names or [name for name in fields if name != SEED_VARIABLE]
+    return {name: value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True)
+            for name in chosen if (value := fields.get(name)) is not None}

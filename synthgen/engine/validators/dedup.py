@@ -1,27 +1,37 @@
 """`dedup`: near-duplicate removal across a whole run. The first sample to claim a fingerprint
-keeps it; later ones are rejected as near-duplicates of that record. Where the fingerprints
-live is the registry's business: in-process here, a Ray actor shared by all workers in a run."""
+keeps it; later ones are rejected as near-duplicates of that record. The fingerprints are the
+validator's run-wide shared state: in-process in a test, one Ray actor for all workers in a run,
+loaded with the committed records when a run resumes."""
 
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Protocol
+from typing import Any, ClassVar, Literal
 
 import numpy as np
+from pydantic import Field
 
-from synthgen.config import DedupValidator
+from synthgen.config.kinds import ValidatorSpec, field_list_refs
 from synthgen.engine.references import lsh_threshold
-from synthgen.engine.shingles import ngram_hashes, signatures, word_hashes
-from synthgen.engine.validators.base import Check
-from synthgen.engine.validators.decontaminate import field_texts
+from synthgen.engine.shingles import SHINGLE_WORDS, ngram_hashes, signatures, word_hashes
+from synthgen.engine.validators.base import Check, Services, ValidatorKind, field_texts
 
-SHINGLE_WORDS = 5
 NUM_PERM = 128
 
 
-class DedupRegistry(Protocol):
-    async def claim(self, record_id: str, digest: str, signature: np.ndarray) -> str | None:
-        """The record this one duplicates, or None (then it is registered as a first)."""
+class DedupSpec(ValidatorSpec):
+    """Reject near-duplicates across the whole run (all workers, and committed shards on resume):
+    the first sample is kept, later ones say which record they repeat."""
+
+    kind: Literal["dedup"] = "dedup"
+    fields: list[str] | None = Field(None, description="fields compared (default: every field)")
+    jaccard: float = Field(0.85, gt=0, le=1, description="MinHash similarity above which a sample is a near-duplicate")
+
+    # Only samples about to be accepted may claim a fingerprint.
+    runs_last: ClassVar[bool] = True
+
+    def field_refs(self) -> dict[str, str]:
+        return field_list_refs(self.fields)
 
 
 def fingerprints(texts: list[str]) -> list[tuple[str, np.ndarray]]:
@@ -42,7 +52,8 @@ class LocalRegistry:
         self.signatures: dict[str, np.ndarray] = {}
         self.lsh = MinHashLSH(threshold=lsh_threshold(jaccard), num_perm=NUM_PERM)
 
-    def claim_now(self, record_id: str, digest: str, signature: np.ndarray) -> str | None:
+    def claim(self, record_id: str, digest: str, signature: np.ndarray) -> str | None:
+        """The record this one duplicates, or None (then it is registered as a first)."""
         from datasketch import LeanMinHash
 
         first = self.digests.get(digest)
@@ -63,29 +74,45 @@ class LocalRegistry:
             self.lsh.insert(record_id, minhash)
         return None
 
-    async def claim(self, record_id: str, digest: str, signature: np.ndarray) -> str | None:
-        return self.claim_now(record_id, digest, signature)
-
 
 def first_claims(registry: LocalRegistry, keys: list[str], texts: list[str]) -> list[str | None]:
     """For each text in order, the key of an earlier near-duplicate, or None (it is now a first).
     Fingerprints are computed for the whole list at once."""
-    return [registry.claim_now(key, digest, signature) for key, (digest, signature) in zip(keys, fingerprints(texts))]
+    return [registry.claim(key, digest, signature) for key, (digest, signature) in zip(keys, fingerprints(texts))]
+
+
+class RunFingerprints(LocalRegistry):
+    """The run-wide state of one dedup validator."""
+
+    def __init__(self, spec: DedupSpec):
+        super().__init__(spec.jaccard)
+        self.spec = spec
+
+    def absorb(self, record_ids: list[str], fields: list[dict[str, Any]]) -> None:
+        """Committed records claim their fingerprints before any new sample."""
+        first_claims(self, record_ids, ["\n".join(field_texts(row, self.spec.fields).values()) for row in fields])
 
 
 class DedupCheck:
-    runs_last = True  # only samples about to be accepted may claim a fingerprint
-
-    def __init__(self, name: str, spec: DedupValidator, registry: DedupRegistry):
+    def __init__(self, name: str, spec: DedupSpec, fingerprints_of_run):
         self.name = name
         self.spec = spec
         self.fields = tuple(spec.fields or ())
-        self.registry = registry
+        self.run_fingerprints = fingerprints_of_run
 
     async def check(self, fields: dict[str, Any], record_id: str) -> Check:
         text = "\n".join(field_texts(fields, self.spec.fields).values())
         [(digest, signature)] = fingerprints([text])
-        first = await self.registry.claim(record_id, digest, signature)
+        first = await self.run_fingerprints.claim(record_id, digest, signature)
         if first is not None:
             return Check(False, f"near-duplicate of record {first}", f"This repeats record {first}.")
         return Check(True, "first of its kind")
+
+
+def build(name: str, spec: DedupSpec, services: Services) -> DedupCheck:
+    if services.shared is None:
+        raise ValueError(f"validator {name}: dedup needs run-wide shared state")
+    return DedupCheck(name, spec, services.shared(name))
+
+
+KIND = ValidatorKind("dedup", DedupSpec, build, shared=RunFingerprints)

@@ -4,22 +4,54 @@ checked by a trusted reference implementation (differential testing)."""
 from __future__ import annotations
 
 import ast
-from typing import Any
+from typing import Any, Literal
 
-from synthgen.config import SEED_VARIABLE, ExecValidator
+from pydantic import Field, model_validator
+
+from synthgen.config.base import SEED_VARIABLE
+from synthgen.config.errors import UserError
+from synthgen.config.kinds import ValidatorSpec
 from synthgen.engine.codenorm import code_parts
-from synthgen.engine.sandbox import AgentPool, Job, Limits
-from synthgen.engine.validators.base import Check
+from synthgen.engine.sandbox import AgentPool, Job, Limits, SandboxUnavailable, open_sandbox
+from synthgen.engine.validators.base import Check, Services, ValidatorKind
 
 MAX_CALLS = 20
 
 
+class ExecSpec(ValidatorSpec):
+    """Run the code in a field in the sandbox: against the tests in another field, or against
+    example calls whose expected results come from a trusted reference implementation
+    (`reference: seed` is the seed's own code), or alone (it must run cleanly)."""
+
+    kind: Literal["exec"] = "exec"
+    code: str
+    tests: str | None = None
+    calls: str | None = Field(None, description="a field of example calls, one Python expression per line")
+    reference: str | None = Field(None, description="a field, or 'seed', holding trusted code the calls are checked against")
+    vary_calls: bool = Field(True, description="also test each call with its integer arguments moved by one")
+    language: Literal["python"] = "python"
+    timeout_s: float = Field(10.0, gt=0, le=600)
+    memory_mb: int = Field(512, ge=32)
+
+    @model_validator(mode="after")
+    def _one_oracle(self) -> ExecSpec:
+        if self.tests and self.calls:
+            raise ValueError("give either tests or calls, not both")
+        if bool(self.calls) != bool(self.reference):
+            raise ValueError("calls and reference go together: the reference gives each call's expected result")
+        return self
+
+    def field_refs(self) -> dict[str, str]:
+        refs = {"code": self.code, "tests": self.tests, "calls": self.calls, "reference": self.reference}
+        return {key: name for key, name in refs.items() if name and name != SEED_VARIABLE}
+
+
 class ExecCheck:
-    def __init__(self, name: str, spec: ExecValidator, sandbox: AgentPool):
+    def __init__(self, name: str, spec: ExecSpec, sandbox: AgentPool):
         self.name = name
         self.spec = spec
         self.sandbox = sandbox
-        self.fields = tuple(spec.field_refs.values())
+        self.fields = tuple(spec.field_refs().values())
         self.limits = Limits(wall_s=spec.timeout_s, cpu_s=max(1, int(spec.timeout_s)), memory_mb=spec.memory_mb)
 
     async def check(self, fields: dict[str, Any], record_id: str = "") -> Check:
@@ -88,3 +120,22 @@ def varied(calls: list[str], limit: int = MAX_CALLS) -> list[str]:
                     result.append(variant)
             node.value = original
     return result[:limit]
+
+
+def prepare(name: str, spec: ExecSpec, workflow) -> None:
+    """Fail in a second, before any worker starts, when no sandbox can run here."""
+    config = workflow.sandbox
+    try:
+        with open_sandbox(config.backend, slots=1, image=config.image) as sandbox:
+            sandbox.warm_up()
+    except SandboxUnavailable as exc:
+        raise UserError(f"validator {name} needs a sandbox ({config.backend}): {exc}") from None
+
+
+def build(name: str, spec: ExecSpec, services: Services) -> ExecCheck:
+    if services.sandbox is None:
+        raise ValueError(f"validator {name}: exec needs a sandbox")
+    return ExecCheck(name, spec, services.sandbox())
+
+
+KIND = ValidatorKind("exec", ExecSpec, build, prepare=prepare)

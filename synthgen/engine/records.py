@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
 SeedKind = Literal["code", "text", "qa"]
+# Where a shard column is narrower or richer than the Python type says (see synthgen/storage/layout.py).
+Int32 = Annotated[int, "arrow:int32"]
+EpochSeconds = Annotated[float, "arrow:timestamp_ms_utc"]
 
 
 def content_hash(*parts: str) -> str:
@@ -36,7 +39,7 @@ class Turn(BaseModel):
 
     step: str
     purpose: str = "answer"  # answer | continuation | repair | revise | judge
-    round: int = 0  # revision round (0: before any revision)
+    round: Int32 = 0  # revision round (0: before any revision)
     teacher: str
     model: str
     prompt_hash: str
@@ -45,7 +48,7 @@ class Turn(BaseModel):
     latency_s: float = 0.0
     cache_hit: bool = False
     finish_reason: str = ""
-    retries: int = 0
+    retries: Int32 = 0
 
 
 class Verdict(BaseModel):
@@ -60,11 +63,12 @@ class ChatMessage(BaseModel):
 
 
 class Record(BaseModel):
-    """One accepted training sample."""
+    """One accepted training sample. Its shard row has a column per workflow field in place of
+    `fields`; the shard schema is derived from these models."""
 
     record_id: str
     seed_id: str
-    sample_index: int = 0
+    sample_index: Int32 = 0
     workflow: str
     workflow_hash: str
     messages: list[ChatMessage] = Field(default_factory=list)
@@ -72,7 +76,7 @@ class Record(BaseModel):
     turns: list[Turn] = Field(default_factory=list)
     verdicts: list[Verdict] = Field(default_factory=list)
     teacher_model: str = ""
-    created_at: float = 0.0
+    created_at: EpochSeconds = 0.0
     node: str = ""
 
 

@@ -10,7 +10,8 @@ import io
 import json
 from pathlib import Path
 
-from synthgen.inspection import connect, summarize
+from synthgen.storage.layout import MANIFEST
+from synthgen.storage.query import connect, summarize
 
 SAMPLES = 3
 SECTIONS = ("overview", "funnel", "rejects", "lengths", "teachers", "throughput", "contamination", "samples")
@@ -23,7 +24,7 @@ def write_report(out: Path) -> Path:
     matplotlib.use("Agg")
     con = connect(out)
     summary = summarize(con)
-    manifest = json.loads((out / "manifest.json").read_text()) if (out / "manifest.json").exists() else {}
+    manifest = json.loads((out / MANIFEST).read_text()) if (out / MANIFEST).exists() else {}
     folder = out / "report"
     folder.mkdir(exist_ok=True)
     page = _Page(folder)

@@ -1,5 +1,5 @@
-"""DuckDB over a run's committed shards: the `data` and `rejects` tables, the summary that
-`synthgen inspect` prints and the manifest records."""
+"""DuckDB over a run's committed shards: the views `data` and `rejects`, the summary that the
+manifest records and `synthgen inspect` prints, and free queries."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from synthgen.errors import UserError
-from synthgen.runtime.writer import DATA, REJECT_COLUMNS, REJECTS, record_schema
+from synthgen.config.errors import UserError
+from synthgen.storage.layout import DATA, REJECT_COLUMNS, REJECTS, committed_files, record_schema
 
 
 def connect(out: str | Path) -> duckdb.DuckDBPyConnection:
@@ -17,7 +17,7 @@ def connect(out: str | Path) -> duckdb.DuckDBPyConnection:
     if not out.is_dir():
         raise UserError(f"run directory not found: {out}")
     con = duckdb.connect()
-    files = {sub: sorted(str(p) for p in (out / sub).glob("part-*.parquet")) for sub in (DATA, REJECTS)}
+    files = {sub: [str(p) for p in committed_files(out, sub)] for sub in (DATA, REJECTS)}
     for table, sub in (("data", DATA), ("rejects", REJECTS)):
         if files[sub]:
             listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files[sub])
@@ -94,39 +94,6 @@ def summarize(con: duckdb.DuckDBPyConnection) -> dict:
         ],
         "contamination": [dict(zip(("benchmark", "method", "hits"), row)) for row in contamination],
     }
-
-
-def format_summary(summary: dict) -> str:
-    seeds = summary["seeds"]
-    lines = [
-        f"seeds settled   {seeds}",
-        f"records         {summary['records']}",
-        f"rejects         {summary['rejects']}",
-        f"teacher         {summary['requests']} requests, {summary['cache_hits']} cache hits, "
-        f"{summary['tokens_in']} tokens in, {summary['tokens_out']} tokens out",
-    ]
-    if summary["steps"]:
-        lines.append("per step        calls  requests  retries  tokens_out  mean latency")
-        for step in summary["steps"]:
-            lines.append(
-                f"  {step['step']:<14}{step['calls']:>5}  {step['requests']:>8}  {step['retries']:>7}  "
-                f"{step['tokens_out']:>10}  {step['mean_latency_s'] if step['mean_latency_s'] is not None else '-'}"
-            )
-    for teacher in summary["teachers"]:
-        cost = f", cost ${teacher['cost_usd']:.4f}" if teacher.get("cost_usd") is not None else ""
-        lines.append(
-            f"teacher {teacher['teacher']}: {teacher['requests']} requests, {teacher['retries']} retries, "
-            f"{teacher['cache_hits']} cache hits{cost}"
-        )
-    for validator in summary["validators"]:
-        lines.append(f"validator {validator['validator']}: {validator['passed']}/{validator['checked']} passed")
-    for row in summary.get("contamination", []):
-        lines.append(f"contamination {row['benchmark']}: {row['hits']} by {row['method']}")
-    if summary["rejects_by_reason"]:
-        lines.append("rejects by reason")
-        for row in summary["rejects_by_reason"]:
-            lines.append(f"  {row['count']:>5}  [{row['stage']}] {row['reason']}")
-    return "\n".join(lines)
 
 
 def query(con: duckdb.DuckDBPyConnection, sql: str) -> str:

@@ -12,8 +12,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from synthgen.errors import UserError
-from synthgen.userdirs import cache_dir
+from synthgen.config.errors import UserError
+from synthgen.engine.userdirs import cache_dir
 
 Counter = Callable[[list[str]], list[int]]
 
@@ -75,7 +75,7 @@ def _from_gguf(path: Path):
 
 
 def _model_file() -> Path:
-    from synthgen.embedded_teacher import model_path
+    from synthgen.engine.embedded_teacher import model_path
 
     try:
         return Path(model_path())

@@ -13,9 +13,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from synthgen.config import known_benchmarks
-from synthgen.engine.references import Params, ReferenceError, ReferenceIndex
-from synthgen.errors import UserError
+from synthgen.config.decontamination import known_benchmarks
+from synthgen.engine.references import Params, ReferenceSetError, ReferenceIndex
+from synthgen.config.errors import UserError
 
 log = logging.getLogger("synthgen")
 BATCH_ROWS = 1000
@@ -33,7 +33,7 @@ def decontaminate_files(inputs: list[Path], benchmarks: list[str], fields: list[
     sources = [name if name in named or name.startswith("hf:") else str(Path(name).resolve()) for name in benchmarks]
     try:
         index = ReferenceIndex.open(sources, params)
-    except ReferenceError as exc:
+    except ReferenceSetError as exc:
         raise UserError(str(exc)) from None
     out.mkdir(parents=True, exist_ok=True)
     writers: dict[str, pq.ParquetWriter] = {}

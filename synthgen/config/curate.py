@@ -6,9 +6,9 @@ from pathlib import Path
 
 from pydantic import Field
 
-from synthgen.config import Strict, Teacher
-from synthgen.errors import UserError
-from synthgen.yamlsource import load_yaml, validate
+from synthgen.config.base import Strict
+from synthgen.config.workflow import Teacher
+from synthgen.config.yaml_source import load_config
 
 DEFAULT_TOPICS = {
     "algorithms": ["sort", "search", "graph", "tree", "dynamic programming", "recursion", "complexity", "queue", "stack", "heap"],
@@ -68,9 +68,4 @@ class CurateConfig(Strict):
 
 
 def load_curate_config(path: str | Path | None) -> CurateConfig:
-    if path is None:
-        return CurateConfig()
-    source = load_yaml(Path(path))
-    if not isinstance(source.data, dict):
-        raise UserError(f"{source.path}: a curation config is a mapping of keys")
-    return validate(CurateConfig, source, {"base_dir": source.path.parent.resolve()})
+    return CurateConfig() if path is None else load_config(CurateConfig, path, "a curation config")

@@ -9,6 +9,7 @@ seeds Parquet (what `seeds:` of a workflow reads unchanged), rejects Parquet, su
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 from collections import Counter
@@ -17,12 +18,18 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from synthgen.config import EMBEDDED, SeedSource
-from synthgen.curate.config import CurateConfig
-from synthgen.curate.filters import check, topics
-from synthgen.curate.scoring import Classifier, judge
-from synthgen.errors import UserError
-from synthgen.seeds import read_seeds
+from synthgen.config.base import EMBEDDED
+from synthgen.config.curate import CurateConfig, load_curate_config
+from synthgen.config.errors import UserError
+from synthgen.config.workflow import SeedSource
+from synthgen.engine.embedded_teacher import EmbeddedTeacher
+from synthgen.engine.userdirs import cache_dir
+from synthgen.engine.validators.dedup import LocalRegistry, first_claims
+from synthgen.pipelines.curate.filters import check, topics
+from synthgen.pipelines.curate.scoring import Classifier, judge
+from synthgen.runtime.cluster import map_rows
+from synthgen.seeds.load import SeedSet, load_seeds
+from synthgen.seeds.read import read_seeds
 
 log = logging.getLogger("synthgen")
 BATCH = 2000
@@ -44,6 +51,23 @@ def curate(sources: list[Path], config: CurateConfig, out: Path) -> dict:
         kept = [c for c in kept if c not in low]
     kept = _diversify(kept, config, rejects)
     return _write(out, candidates, kept, rejects, config)
+
+
+def curated_seeds(source: SeedSource) -> SeedSet:
+    """A workflow's `seeds.curate`: the source curated once per content of source and config
+    (cached), then loaded as plain seeds; curation's rejects count as skipped, with reasons."""
+    path, config_path = Path(source.path), Path(source.curate)
+    if not path.exists():
+        raise UserError(f"seed path not found: {path}")
+    key = hashlib.sha256(f"{path.resolve()}|{config_path.read_text() if config_path.is_file() else ''}".encode()).hexdigest()[:16]
+    out = cache_dir("curated") / key / "seeds.parquet"
+    curate([path], load_curate_config(config_path), out)
+    rejects = pq.read_table(out.with_suffix(".rejects.parquet"), columns=["source", "reason"]).to_pylist()
+    plain = source.model_copy(update={"path": str(out), "curate": None, "format": "parquet", "kind": None,
+                                      "text_field": "text", "min_chars": 1})
+    result = load_seeds(plain)
+    result.skipped = [f"{r['source']}: {r['reason']}" for r in rejects] + result.skipped
+    return result
 
 
 def _extract(sources: list[Path], config: CurateConfig, rejects: list[dict]) -> list[dict]:
@@ -90,20 +114,12 @@ def _filter(candidates: list[dict], config: CurateConfig, rejects: list[dict]) -
 
 def _reasons_on_ray(candidates: list[dict], config: CurateConfig) -> list[str | None]:
     """The filters as Ray tasks, one per batch of candidates (order kept)."""
-    import ray
-
-    from synthgen.runtime.cluster import ray_session
-
-    settings = config.model_dump()
     rows = [{"position": i, "kind": c["kind"], "text": c["text"], "path": c["path"], "header": c["header"]}
             for i, c in enumerate(candidates)]
-    with ray_session(None):
-        dataset = ray.data.from_items(rows).map_batches(_filter_batch, fn_kwargs={"settings": settings},
-                                                        batch_size=BATCH, batch_format="pyarrow")
-        reasons: list[str | None] = [None] * len(candidates)
-        for batch in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
-            for position, reason in zip(batch.column("position").to_pylist(), batch.column("reason").to_pylist()):
-                reasons[position] = reason
+    reasons: list[str | None] = [None] * len(candidates)
+    for batch in map_rows(rows, _filter_batch, {"settings": config.model_dump()}, BATCH):
+        for position, reason in zip(batch.column("position").to_pylist(), batch.column("reason").to_pylist()):
+            reasons[position] = reason
     return reasons
 
 
@@ -114,8 +130,6 @@ def _filter_batch(batch: pa.Table, settings: dict) -> pa.Table:
 
 
 def _dedup(candidates: list[dict], config: CurateConfig, rejects: list[dict]) -> list[dict]:
-    from synthgen.engine.validators.dedup import LocalRegistry, first_claims
-
     registry = LocalRegistry(config.near_dedup or 1.0)
     kept, first_by_id = [], {}
     for start in range(0, len(candidates), BATCH):
@@ -161,8 +175,6 @@ def _score(candidates: list[dict], config: CurateConfig, out: Path) -> None:
 
 
 def _grade(sample: list[dict], config: CurateConfig, out: Path) -> dict[str, tuple[float, str]]:
-    from synthgen.embedded_teacher import EmbeddedTeacher
-
     teacher = config.judge.teacher.model_copy()
     with contextlib.ExitStack() as stack:
         if teacher.base_url == EMBEDDED:

@@ -1,7 +1,7 @@
 """YAML with a memory of where every key stood, and pydantic errors told as `file:line: ...`.
 
-Shared by every config model (workflows now, mixture recipes later) so that all of them give
-the same one-line errors: file, line, offending key and the valid choices.
+Every config file (workflow, mixture recipe, curation config) is read through `load_config`, so
+all of them give the same one-line errors: file, line, offending key and the valid choices.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from synthgen.errors import UserError
+from synthgen.config.errors import UserError
 
 Loc = tuple[str | int, ...]
 
@@ -93,6 +93,16 @@ def _interpolate(value: str, where: str) -> str:
     return _ENV_PATTERN.sub(substitute, value)
 
 
+def load_config(model: type[BaseModel], path: str | Path, what: str, keys: str = "") -> Any:
+    """The one way a config file is read: YAML with lines, a mapping at the top (`what` and its
+    main `keys` name it in the error otherwise), `model` built with relative paths resolved
+    against the file's folder."""
+    source = load_yaml(Path(path))
+    if not isinstance(source.data, dict):
+        raise UserError(f"{source.path}: {what} must be a mapping of keys" + (f" ({keys})" if keys else ""))
+    return validate(model, source, {"base_dir": source.path.parent.resolve()})
+
+
 def validate(model: type[BaseModel], source: LocatedYaml, context: dict[str, Any] | None = None) -> Any:
     """Build `model` from the YAML data; the first error becomes a one-line UserError."""
     try:
@@ -139,7 +149,8 @@ _NAMED_PLACE = re.compile(r"^([A-Za-z_]\w*(?:\[\d+\]|\.[A-Za-z_]\w*)*): ")
 
 def _keys_of(model: type[BaseModel]) -> list[str]:
     """A model's keys as YAML spells them, its own before inherited ones (`id` first)."""
-    own = set(model.__dict__.get("__annotations__", {}))
+    inherited = {name for base in model.__bases__ for name in getattr(base, "model_fields", {})}
+    own = set(model.__dict__.get("__annotations__", {})) - inherited
     names = sorted(model.model_fields, key=lambda n: (n != "id", n not in own))
     return [model.model_fields[n].alias or n for n in names]
 

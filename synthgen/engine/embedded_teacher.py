@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from synthgen.errors import UserError
+from synthgen.config.errors import UserError
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,3 @@
 
 class UserError(Exception):
     """Bad input (config, paths, unreachable endpoint): exit code 1 with this message."""
-
-
-class RunAborted(Exception):
-    """The run stopped before every seed was settled; what was committed stays resumable."""

@@ -7,7 +7,7 @@ import ast
 import re
 from collections import Counter
 
-from synthgen.curate.config import CodeFilters, CurateConfig, TextFilters
+from synthgen.config.curate import CodeFilters, CurateConfig, TextFilters
 
 _WORD = re.compile(r"[A-Za-z]+")
 _STOPWORDS = frozenset(

@@ -7,14 +7,13 @@ import argparse
 import contextlib
 import logging
 import sys
-import time
 import traceback
 from pathlib import Path
 
-from synthgen.errors import UserError
+from synthgen.config.base import SANDBOX_BACKENDS
+from synthgen.config.errors import UserError
 
 EXIT_OK, EXIT_USER, EXIT_PARTIAL, EXIT_INTERNAL = 0, 1, 2, 3
-DEMO_SLICES = {"instruction_reversal": 6, "rewrite_augment": 6, "self_revision": 6, "textbook": 6}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -46,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     execute = sandbox_commands.add_parser("exec", help="run one Python file in the sandbox; prints the result as JSON")
     execute.add_argument("file")
     execute.add_argument("--tests", help="a Python file of tests to run against FILE (test_* functions, TestCase or asserts)")
-    execute.add_argument("--backend", default="auto", choices=["auto", "bwrap", "docker", "process"])
+    execute.add_argument("--backend", default="auto", choices=SANDBOX_BACKENDS)
     execute.add_argument("--timeout", type=float, default=10.0, help="wall time limit in seconds")
     execute.add_argument("--memory", type=int, default=512, help="memory limit in MB")
 
@@ -93,33 +92,20 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from synthgen.config import load_workflow
-    from synthgen.runtime.runner import run
+    from synthgen.engine.registry import load_workflow
+    from synthgen.interface.api import run_workflow
+    from synthgen.interface.inspection import print_run_report
 
     workflow = load_workflow(
         args.workflow, seeds=args.seeds, out=args.out, teacher_url=args.teacher_url, model=args.model, limit=args.limit
     )
-    report = run(workflow, address=args.address)
-    _print_report(workflow.name, report)
+    report = run_workflow(workflow, address=args.address)
+    print_run_report(workflow.name, report)
     return EXIT_OK if report.status == "done" else EXIT_PARTIAL
 
 
-def _print_report(name: str, report) -> None:
-    from synthgen.inspection import format_summary
-
-    print(f"\n== {name}: {report.status} in {report.elapsed_s:.1f}s "
-          f"({report.processed} seeds run now, {report.skipped_committed} already committed)")
-    print(format_summary(report.summary))
-    print(f"shards: {report.out}/data (records), {report.out}/rejects; manifest: {report.out}/manifest.json")
-    from synthgen.report import write_report
-
-    print(f"report: {write_report(report.out)}")
-    if report.message:
-        print(report.message)
-
-
 def _check(args: argparse.Namespace) -> int:
-    from synthgen.config import load_workflow
+    from synthgen.engine.registry import load_workflow
 
     workflow = load_workflow(args.workflow)
     if not Path(workflow.seeds.path).exists():
@@ -130,66 +116,15 @@ def _check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def workflows_dir() -> Path:
-    for candidate in (Path(__file__).resolve().parent.parent / "workflows", Path.cwd() / "workflows"):
-        if candidate.is_dir():
-            return candidate
-    raise UserError("the built-in workflows/ folder was not found; run from a synthgen checkout")
-
-
 def _demo(args: argparse.Namespace) -> int:
-    from synthgen.config import load_workflow
-    from synthgen.embedded_teacher import EmbeddedTeacher
-    from synthgen.runtime.cluster import ray_session
-    from synthgen.runtime.runner import run
+    from synthgen.interface.demo import demo
 
-    started = time.monotonic()
-    out = Path(args.out).resolve()
-    status = EXIT_OK
-    rows = []
-    with EmbeddedTeacher(out / "teacher.log") as teacher, ray_session():
-        for name, limit in DEMO_SLICES.items():
-            workflow = load_workflow(
-                workflows_dir() / f"{name}.yaml", out=str(out / name), teacher_url=teacher.url, limit=limit
-            )
-            report = run(workflow)
-            _print_report(name, report)
-            rows.append((name, report))
-            status = max(status, EXIT_OK if report.status == "done" else EXIT_PARTIAL)
-    print(f"\n== demo finished in {time.monotonic() - started:.0f}s")
-    print(f"{'workflow':<22}{'seeds':>6}{'records':>9}{'rejects':>9}{'tokens out':>12}  shards")
-    for name, report in rows:
-        s = report.summary
-        print(f"{name:<22}{s['seeds']:>6}{s['records']:>9}{s['rejects']:>9}{s['tokens_out']:>12}  {report.out}/data")
-    _demo_mixture(out, rows)
-    print(f"look inside: synthgen inspect {out / 'instruction_reversal'} --sql \"SELECT * FROM data LIMIT 3\"")
-    return status
-
-
-# The Phi-4 report's mixture shape: web rewrites, synthetic, code, acquired Q&A.
-DEMO_MIX = {"rewrite_augment": 30, "textbook": 40, "instruction_reversal": 20}
-ACQUIRED_WEIGHT = 10
-
-
-def _demo_mixture(out: Path, rows) -> None:
-    """A 30/40/20/10 mixture of the demo's runs and the shipped Q&A seeds (as acquired data);
-    a run that accepted nothing on its small slice is left out, and the line says so."""
-    from synthgen.mix import build_mixture
-    from synthgen.recipe import Recipe
-
-    empty = [name for name, report in rows if name in DEMO_MIX and not report.summary["records"]]
-    sources = [{"name": name, "path": str(out / name), "weight": weight, "max_repeat": 100}
-               for name, weight in DEMO_MIX.items() if name not in empty]
-    sources.append({"name": "acquired_qa", "path": str(Path(__file__).resolve().parent.parent / "seeds" / "qa.jsonl"),
-                    "weight": ACQUIRED_WEIGHT, "max_repeat": 100, "columns": {"prompt": "question", "completion": "answer"}})
-    manifest = build_mixture(Recipe(name="demo_mixture", sources=sources, shard_rows=100), out / "mixture")
-    shares = ", ".join(f"{s['name']} {s['achieved_share_tokens']:.1%} (target {s['target_share']:.1%})" for s in manifest["sources"])
-    print(f"mixture: {manifest['rows']} rows, {manifest['tokens']} tokens in {out / 'mixture'}; token shares: {shares}"
-          + (f"; left out (no accepted records): {', '.join(empty)}" if empty else ""))
+    return EXIT_OK if demo(Path(args.out).resolve()) else EXIT_PARTIAL
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from synthgen.inspection import connect, format_summary, query, summarize
+    from synthgen.interface.inspection import format_summary
+    from synthgen.storage.query import connect, query, summarize
 
     con = connect(args.dir)
     print(query(con, args.sql) if args.sql else format_summary(summarize(con)))
@@ -197,7 +132,7 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _teacher(args: argparse.Namespace) -> int:
-    from synthgen.embedded_teacher import serve
+    from synthgen.engine.embedded_teacher import serve
 
     serve(port=args.port, host=args.host, parallel=args.parallel, ready_file=args.ready_file)
     return EXIT_OK
@@ -224,7 +159,7 @@ def _sandbox(args: argparse.Namespace) -> int:
 
 
 def _decontaminate(args: argparse.Namespace) -> int:
-    from synthgen.decontaminate_files import decontaminate_files
+    from synthgen.pipelines.decontaminate_files import decontaminate_files
     from synthgen.engine.references import Params
 
     summary = decontaminate_files([Path(p) for p in args.inputs], [b for b in args.benchmarks.split(",") if b],
@@ -236,8 +171,8 @@ def _decontaminate(args: argparse.Namespace) -> int:
 
 
 def _mix(args: argparse.Namespace) -> int:
-    from synthgen.mix import build_mixture
-    from synthgen.recipe import load_recipe
+    from synthgen.pipelines.mix import build_mixture
+    from synthgen.config.recipe import load_recipe
 
     manifest = build_mixture(load_recipe(args.recipe), Path(args.out))
     print(f"mixture {manifest['recipe']['name']}: {manifest['rows']} rows, {manifest['tokens']} tokens "
@@ -251,7 +186,7 @@ def _mix(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from synthgen.report import write_report
+    from synthgen.interface.report import write_report
 
     page = write_report(Path(args.dir))
     print(f"report: {page}")
@@ -259,8 +194,8 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _seeds(args: argparse.Namespace) -> int:
-    from synthgen.curate.config import load_curate_config
-    from synthgen.curate.pipeline import curate
+    from synthgen.config.curate import load_curate_config
+    from synthgen.pipelines.curate.pipeline import curate
 
     summary = curate([Path(p) for p in args.sources], load_curate_config(args.config), Path(args.out))
     print(f"{summary['candidates']} candidates: {summary['kept']} kept, {summary['rejected']} rejected"

@@ -1,118 +1,21 @@
-"""Seed loading: JSONL, Parquet, folders of Python (one seed per top-level def/class) and of
-Markdown/text (section and paragraph chunks near a target size). Exact duplicates are dropped
-by content hash; unreadable rows are counted and logged, never silently lost."""
+"""Seed readers: JSONL, Parquet, folders of Python (one seed per top-level def/class, with the
+imports and helpers it uses) and of Markdown/text/HTML (section and paragraph chunks near a
+target size). Unreadable rows are reported in `skipped`, never silently lost."""
 
 from __future__ import annotations
 
 import ast
 import json
-import logging
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from synthgen.config import SeedSource
-from synthgen.errors import UserError
-from synthgen.records import Seed, SeedKind
-
-log = logging.getLogger(__name__)
+from synthgen.config.errors import UserError
+from synthgen.config.workflow import SeedSource
+from synthgen.engine.records import Seed, SeedKind
 
 _TEXT_SUFFIXES = {".md", ".markdown", ".txt", ".rst", ".html", ".htm"}
 _HEADING = re.compile(r"^#{1,6}\s")
-
-
-@dataclass
-class SeedSet:
-    seeds: list[Seed]
-    duplicates: int = 0
-    skipped: list[str] = field(default_factory=list)
-
-
-def load_seeds(source: SeedSource) -> SeedSet:
-    path = Path(source.path)
-    if not path.exists():
-        raise UserError(f"seed path not found: {path}")
-    if source.curate is not None:
-        return _curated(path, source)
-    seen: set[str] = set()
-    result = SeedSet(seeds=[])
-    keep = _screen(source, result)
-    for seed in read_seeds(path, source, result.skipped):
-        if seed.seed_id in seen:
-            result.duplicates += 1
-            continue
-        seen.add(seed.seed_id)
-        if not keep(seed):
-            continue
-        result.seeds.append(seed)
-        if source.limit is not None and len(result.seeds) >= source.limit:
-            break
-    for problem in result.skipped[:5]:
-        log.warning("seed skipped: %s", problem)
-    if len(result.skipped) > 5:
-        log.warning("... and %d more seeds skipped", len(result.skipped) - 5)
-    if not result.seeds:
-        raise UserError(f"no seeds found in {path} (format {source.format}, {len(result.skipped)} unreadable)")
-    return result
-
-
-def _curated(path: Path, source: SeedSource) -> SeedSet:
-    """Seeds through the curation pipeline first; its rejects count as skipped, with their reasons."""
-    import hashlib
-
-    import pyarrow.parquet as pq
-
-    from synthgen.curate.config import load_curate_config
-    from synthgen.curate.pipeline import curate
-    from synthgen.userdirs import cache_dir
-
-    config_path = Path(source.curate)
-    key = hashlib.sha256(f"{path.resolve()}|{config_path.read_text() if config_path.is_file() else ''}".encode()).hexdigest()[:16]
-    out = cache_dir("curated") / key / "seeds.parquet"
-    curate([path], load_curate_config(config_path), out)
-    rejects = pq.read_table(out.with_suffix(".rejects.parquet"), columns=["source", "reason"]).to_pylist()
-    plain = source.model_copy(update={"path": str(out), "curate": None, "format": "parquet", "kind": None,
-                                      "text_field": "text", "min_chars": 1})
-    result = load_seeds(plain)
-    result.skipped = [f"{r['source']}: {r['reason']}" for r in rejects] + result.skipped
-    return result
-
-
-def _screen(source: SeedSource, result: SeedSet):
-    """The seed-side use of the validators' machinery: near-duplicate and benchmark screening,
-    each dropped seed recorded with its reason."""
-    registry = index = None
-    if source.near_dedup is not None:
-        from synthgen.engine.validators.dedup import LocalRegistry
-
-        registry = LocalRegistry(source.near_dedup)
-    if source.decontaminate is not None:
-        from synthgen.engine.references import ReferenceError
-        from synthgen.engine.validators.decontaminate import index_for
-
-        try:
-            index = index_for(source.decontaminate)
-        except ReferenceError as exc:
-            raise UserError(f"seeds.decontaminate: {exc}") from None
-
-    def keep(seed: Seed) -> bool:
-        if index is not None:
-            [hit] = index.check([seed.text])
-            if hit is not None:
-                result.skipped.append(f"{seed.source}: contaminated seed ({hit.describe()})")
-                return False
-        if registry is not None:
-            from synthgen.engine.validators.dedup import first_claims
-
-            [first] = first_claims(registry, [seed.seed_id], [seed.text])
-            if first is not None:
-                result.skipped.append(f"{seed.source}: near-duplicate of seed {first}")
-                result.duplicates += 1
-                return False
-        return True
-
-    return keep
 
 
 def read_seeds(path: Path, source: SeedSource, skipped: list[str]) -> Iterator[Seed]:

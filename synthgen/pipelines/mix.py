@@ -26,10 +26,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from synthgen.engine.shingles import mix as mix_bits
-from synthgen.errors import UserError
-from synthgen.recipe import Columns, Recipe, Source
-from synthgen.tokens import counter
+from synthgen.engine.shingles import mix64
+from synthgen.config.errors import UserError
+from synthgen.config.recipe import Columns, Recipe, Source
+from synthgen.pipelines.tokens import counter
+from synthgen.storage.layout import DATA, MANIFEST, committed_files, is_run
 
 log = logging.getLogger("synthgen")
 BATCH_ROWS = 2000
@@ -48,7 +49,7 @@ def render_chatml(messages: list[dict]) -> str:
 def build_mixture(recipe: Recipe, out: Path) -> dict:
     started = time.monotonic()
     count_tokens, tokenizer = counter(recipe.tokenizer)
-    shards_dir = out / "data"
+    shards_dir = out / DATA
     shards_dir.mkdir(parents=True, exist_ok=True)
     for old in shards_dir.glob("part-*.parquet"):
         old.unlink()
@@ -67,7 +68,7 @@ def build_mixture(recipe: Recipe, out: Path) -> dict:
         con.close()
         shutil.rmtree(staging, ignore_errors=True)
     manifest = _manifest(recipe, stats, quotas, total, shards, tokenizer, time.monotonic() - started)
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2))
     return manifest
 
 
@@ -76,8 +77,10 @@ def _input_files(source: Source) -> tuple[list[Path], Columns]:
     path = Path(source.path)
     if not path.exists():
         raise UserError(f"source {source.name}: path not found: {path}")
-    if (path / "data").is_dir() and ((path / "manifest.json").exists() or (path / "_commits").is_dir()):
-        files, columns = sorted((path / "data").glob("*.parquet")), source.columns or Columns(messages="messages")
+    if is_run(path):
+        files, columns = committed_files(path, DATA), source.columns or Columns(messages="messages")
+    elif (path / DATA).is_dir() and (path / MANIFEST).exists():  # an earlier mixture
+        files, columns = sorted((path / DATA).glob("*.parquet")), source.columns or Columns(messages="messages")
     else:
         if source.columns is None:
             raise UserError(f"source {source.name}: {path} is not a synthgen run; give columns: (messages, or prompt + completion, or text)")
@@ -113,7 +116,7 @@ def _stage(con, recipe: Recipe, source: Source, index: int, staging: Path, count
             payload, texts = _normalise(batch, columns, recipe, source)
             counts = count_tokens(texts)
             numbers = np.arange(rows, rows + batch.num_rows, dtype=np.uint64)
-            keys = mix_bits(numbers ^ np.uint64(salt))
+            keys = mix64(numbers ^ np.uint64(salt))
             table = pa.table({"row": pa.array(numbers.astype(np.int64)), "tokens": pa.array(counts, pa.int64()),
                               "key": pa.array(keys), **payload}, schema=schema)
             writer.write_table(table)
@@ -222,9 +225,6 @@ def _write(con, recipe: Recipe, stats: list[dict], quotas: list[float], out: Pat
         for batch in reader:
             shards.add(pa.Table.from_batches([batch]))
     shards.close()
-    taken = con.execute("SELECT source, count(*), sum(tokens), max(copy) + 1 FROM chosen GROUP BY source").fetchall()
-    for source, rows, tokens, passes in taken:
-        stats[source].update(rows_taken=rows, tokens_taken=int(tokens), passes=passes)
     return shards.written
 
 

@@ -8,7 +8,7 @@ import asyncio
 import pickle
 from pathlib import Path
 
-from synthgen.config import Teacher
+from synthgen.config.workflow import Teacher
 from synthgen.engine.parsing import ParseError, judge_score
 
 RUBRIC = """Rate the educational value of the following {kind} for teaching a student, from 0 to 5:

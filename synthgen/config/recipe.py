@@ -11,9 +11,8 @@ from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from synthgen.config import Strict, resolve_path
-from synthgen.errors import UserError
-from synthgen.yamlsource import load_yaml, validate
+from synthgen.config.base import Strict, resolve_path
+from synthgen.config.yaml_source import load_config
 
 
 class Columns(Strict):
@@ -71,7 +70,4 @@ class Recipe(Strict):
 
 
 def load_recipe(path: str | Path) -> Recipe:
-    source = load_yaml(Path(path))
-    if not isinstance(source.data, dict):
-        raise UserError(f"{source.path}: a recipe must be a mapping of keys (name, sources, ...)")
-    return validate(Recipe, source, {"base_dir": source.path.parent.resolve()})
+    return load_config(Recipe, path, "a recipe", "name, sources, ...")

@@ -1,0 +1,54 @@
+"""What every config model shares: strict models (unknown keys are errors), paths resolved
+against the YAML file, prompt templates given inline or as files, and the template check that
+names unknown fields at load time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jinja2
+import jinja2.meta
+from pydantic import BaseModel, ConfigDict, ValidationInfo
+
+EMBEDDED = "embedded"
+SEED_VARIABLE = "seed"
+SANDBOX_BACKENDS = ("auto", "bwrap", "docker", "process")
+_TEMPLATE_SUFFIXES = (".j2", ".jinja", ".jinja2", ".txt", ".md")
+_JINJA = jinja2.Environment()
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+def resolve_path(value: str, info: ValidationInfo) -> Path:
+    base = Path((info.context or {}).get("base_dir", "."))
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else (base / path).resolve()
+
+
+def template_text(value: str, info: ValidationInfo) -> str:
+    """A template given inline, or the text of the template file it names."""
+    looks_like_file = "\n" not in value and "{" not in value and value.endswith(_TEMPLATE_SUFFIXES)
+    if not looks_like_file:
+        return value
+    path = resolve_path(value, info)
+    if not path.is_file():
+        raise ValueError(f"template file not found: {path}")
+    return path.read_text(encoding="utf-8")
+
+
+def check_template(template: str | None, known: set[str], where: str) -> None:
+    """A template may only name fields that exist where it is rendered."""
+    if template is None:
+        return
+    try:
+        parsed = _JINJA.parse(template)
+    except jinja2.TemplateSyntaxError as exc:
+        raise ValueError(f"{where}: template syntax error on its line {exc.lineno}: {exc.message}") from None
+    unknown = jinja2.meta.find_undeclared_variables(parsed) - known
+    if unknown:
+        raise ValueError(
+            f"{where}: template uses unknown field(s) {', '.join(sorted(unknown))}; "
+            f"available here: {', '.join(sorted(known))}"
+        )

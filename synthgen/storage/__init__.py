@@ -1,0 +1,1 @@
+"""Where a run's output lives and how it is laid out."""

@@ -1,0 +1,84 @@
+"""A run directory's layout, owned here for its writer and every reader (resume, inspect, mix,
+dedup preload): the folder names, the shard schema (derived from the record models, so the record
+is declared once), and which parts are committed.
+
+    OUT/_commits/part-N.json    commit markers: the seed ids a part covers, its files (the commit point)
+    OUT/data/part-N.parquet     accepted records
+    OUT/rejects/part-N.parquet  rejected samples, with stage, reason and raw answer
+    OUT/manifest.json           the run's summary
+    OUT/cache/                  teacher responses
+"""
+
+from __future__ import annotations
+
+import json
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from pydantic import BaseModel
+
+from synthgen.engine.records import Record, Reject
+
+COMMITS = "_commits"
+DATA = "data"
+REJECTS = "rejects"
+MANIFEST = "manifest.json"
+CACHE = "cache"
+FIELDS = "fields"  # the record attribute whose entries become one column each
+REJECT_COLUMNS = tuple(name for name in Reject.model_fields if name not in Record.model_fields)
+
+_SCALARS = {str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.bool_()}
+_NARROWED = {"arrow:int32": pa.int32(), "arrow:timestamp_ms_utc": pa.timestamp("ms", tz="UTC")}
+
+
+def _arrow_type(annotation: Any, metadata: list[Any]) -> pa.DataType:
+    for item in metadata:
+        if item in _NARROWED:
+            return _NARROWED[item]
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return pa.struct([(name, _arrow_type(f.annotation, f.metadata)) for name, f in annotation.model_fields.items()])
+    if typing.get_origin(annotation) is list:
+        [item] = typing.get_args(annotation)
+        return pa.list_(_arrow_type(item, []))
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) or typing.get_origin(annotation) is typing.Literal:
+        return pa.string()
+    return _SCALARS[annotation]
+
+
+def record_schema(field_names: list[str], rejects: bool) -> pa.Schema:
+    """The shard schema: the record's columns, one string column per workflow field in place of
+    `fields`, and for rejects their stage, reason and raw answer."""
+    model = Reject if rejects else Record
+    columns: list[tuple[str, pa.DataType]] = []
+    for name, field in model.model_fields.items():
+        if name == FIELDS:
+            columns += [(field_name, pa.string()) for field_name in field_names]
+        else:
+            columns.append((name, _arrow_type(field.annotation, field.metadata)))
+    return pa.schema(columns)
+
+
+def shard_row(item: Record, field_names: list[str]) -> dict:
+    row = item.model_dump(exclude={FIELDS})
+    row["created_at"] = int(item.created_at * 1000)
+    for name in field_names:
+        row[name] = item.fields.get(name)
+    return row
+
+
+def commit_markers(out: Path) -> list[dict]:
+    return [json.loads(path.read_text()) for path in sorted((out / COMMITS).glob("part-*.json"))]
+
+
+def committed_files(out: Path, sub: str) -> list[Path]:
+    """The Parquet parts of `sub` (DATA or REJECTS) that committed markers list and that are
+    published: readers never see a part whose commit did not finish."""
+    files = [out / marker["files"][sub] for marker in commit_markers(out) if marker["files"].get(sub)]
+    return [file for file in files if file.is_file()]
+
+
+def is_run(path: Path) -> bool:
+    return (path / COMMITS).is_dir()
