@@ -5,10 +5,11 @@ names unknown fields at load time."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import jinja2
 import jinja2.meta
-from pydantic import BaseModel, ConfigDict, ValidationInfo
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo
 
 EMBEDDED = "embedded"
 SEED_VARIABLE = "seed"
@@ -36,6 +37,12 @@ def template_text(value: str, info: ValidationInfo) -> str:
     if not path.is_file():
         raise ValueError(f"template file not found: {path}")
     return path.read_text(encoding="utf-8")
+
+
+# A path in YAML, resolved against the YAML file's folder.
+LocalPath = Annotated[str, AfterValidator(lambda value, info: str(resolve_path(value, info)))]
+# A prompt template: inline Jinja2, or the text of the template file it names.
+Template = Annotated[str, AfterValidator(template_text)]
 
 
 def check_template(template: str | None, known: set[str], where: str) -> None:

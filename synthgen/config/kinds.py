@@ -9,9 +9,9 @@ from __future__ import annotations
 import re
 from typing import Any, ClassVar
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, field_validator
 
-from synthgen.config.base import SEED_VARIABLE, Strict, check_template, template_text
+from synthgen.config.base import SEED_VARIABLE, Strict, Template, check_template
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Step ids become Parquet columns beside these, so they must not collide with them.
@@ -104,16 +104,11 @@ class Example(Strict):
 class AskingStep(StepSpec):
     """A step that talks to a teacher."""
 
-    system: str | None = None
+    system: Template | None = None
     examples: list[Example] = Field(default_factory=list, description="worked examples, sent as earlier turns")
     teacher: str = "default"
     temperature: float | None = Field(None, ge=0, le=2)
     max_tokens: int | None = Field(None, ge=1)
-
-    @field_validator("system")
-    @classmethod
-    def _load_system(cls, value: str | None, info: ValidationInfo) -> str | None:
-        return None if value is None else template_text(value, info)
 
     def check(self, refs: References) -> None:
         refs.teacher(self.teacher)

@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, model_validator
 
-from synthgen.config.base import Strict, resolve_path
+from synthgen.config.base import LocalPath, Strict
 from synthgen.config.yaml_source import load_config
 
 
@@ -34,18 +34,13 @@ class Columns(Strict):
 
 class Source(Strict):
     name: str
-    path: str = Field(description="a synthgen run directory, or a Parquet/JSONL file or folder")
+    path: LocalPath = Field(description="a synthgen run directory, or a Parquet/JSONL file or folder")
     weight: float = Field(gt=0, description="share of the mixture (normalised over all sources)")
     columns: Columns | None = Field(None, description="needed unless the path is a synthgen run")
     filter: str | None = Field(None, description="DuckDB SQL predicate over the source's columns")
     max_rows: int | None = Field(None, ge=1)
     max_tokens: int | None = Field(None, ge=1)
     max_repeat: float = Field(1.0, ge=1.0, description="up-sampling limit: 2.0 lets each row appear twice")
-
-    @field_validator("path")
-    @classmethod
-    def _resolve(cls, value: str, info: ValidationInfo) -> str:
-        return str(resolve_path(value, info))
 
 
 class Recipe(Strict):

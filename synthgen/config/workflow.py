@@ -12,9 +12,9 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, Discriminator, Field, Tag, ValidationInfo, create_model, field_validator, model_validator
+from pydantic import BaseModel, Discriminator, Field, Tag, create_model, field_validator, model_validator
 
-from synthgen.config.base import EMBEDDED, SANDBOX_BACKENDS, SEED_VARIABLE, Strict, check_template, resolve_path
+from synthgen.config.base import EMBEDDED, SANDBOX_BACKENDS, SEED_VARIABLE, LocalPath, Strict, check_template
 from synthgen.config.decontamination import Decontamination
 from synthgen.config.kinds import References, StepSpec, ValidatorSpec, check_validator_fields
 from synthgen.config.yaml_source import load_config
@@ -25,7 +25,7 @@ _GENERATION_KNOBS = {"model", "temperature", "top_p", "frequency_penalty", "max_
 class SeedSource(Strict):
     """Where seeds come from and how to cut them."""
 
-    path: str
+    path: LocalPath
     kind: Literal["code", "text", "qa"] | None = None
     format: Literal["auto", "jsonl", "parquet", "python", "text"] = "auto"
     text_field: str = "text"
@@ -38,17 +38,7 @@ class SeedSource(Strict):
     limit: int | None = Field(None, ge=1)
     near_dedup: float | None = Field(None, gt=0, le=1, description="drop seeds this similar (MinHash) to an earlier one")
     decontaminate: Decontamination | None = Field(None, description="drop seeds that leak these benchmarks")
-    curate: str | None = Field(None, description="a CURATE.yaml: the seeds are curated (filtered, scored, tagged) first")
-
-    @field_validator("curate")
-    @classmethod
-    def _resolve_curate(cls, value: str | None, info: ValidationInfo) -> str | None:
-        return None if value is None else str(resolve_path(value, info))
-
-    @field_validator("path")
-    @classmethod
-    def _resolve(cls, value: str, info: ValidationInfo) -> str:
-        return str(resolve_path(value, info))
+    curate: LocalPath | None = Field(None, description="a CURATE.yaml: the seeds are curated (filtered, scored, tagged) first")
 
 
 class Price(Strict):
@@ -96,14 +86,9 @@ class Message(Strict):
 
 
 class Output(Strict):
-    dir: str | None = None
+    dir: LocalPath | None = None
     shard_rows: int = Field(1000, ge=1, description="rows per committed shard")
     commit_interval_s: float = Field(30.0, gt=0, description="commit finished seeds at least this often")
-
-    @field_validator("dir")
-    @classmethod
-    def _resolve(cls, value: str | None, info: ValidationInfo) -> str | None:
-        return None if value is None else str(resolve_path(value, info))
 
 
 class Runtime(Strict):

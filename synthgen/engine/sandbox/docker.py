@@ -15,7 +15,7 @@ import time
 
 from synthgen.engine.sandbox.bwrap import AGENT_CAPS, INSIDE_AGENT_DIR, job_uid
 from synthgen.engine.sandbox.job import Limits
-from synthgen.engine.sandbox.pool import AgentLost, AgentPool, FrameBuffer, SandboxUnavailable, agent_dir, encode
+from synthgen.engine.sandbox.pool import AgentLost, AgentPool, FrameBuffer, SandboxUnavailable, agent_dir, encode, next_frame
 
 log = logging.getLogger(__name__)
 
@@ -63,23 +63,20 @@ class ContainerChannel:
             raise AgentLost(f"container gone: {exc}") from exc
 
     def receive(self, timeout: float) -> dict:
-        deadline = time.monotonic() + timeout
-        while (frame := self._frames.pop()) is None:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AgentLost(f"agent silent for {timeout:.0f} s")
-            self.socket.settimeout(remaining)
-            try:
-                chunk = self.socket.recv(1 << 20)
-            except TimeoutError:
-                continue
-            except OSError as exc:
-                raise AgentLost(f"container connection lost: {exc}") from exc
-            if not chunk:
-                tail = self._stderr[-1500:].decode("utf-8", "replace")
-                raise AgentLost(f"container agent exited; {tail}")
-            self._demultiplex(chunk)
-        return frame
+        return next_frame(self._frames, timeout, self._read_more)
+
+    def _read_more(self, seconds: float) -> None:
+        self.socket.settimeout(seconds)
+        try:
+            chunk = self.socket.recv(1 << 20)
+        except TimeoutError:
+            return
+        except OSError as exc:
+            raise AgentLost(f"container connection lost: {exc}") from exc
+        if not chunk:
+            tail = self._stderr[-1500:].decode("utf-8", "replace")
+            raise AgentLost(f"container agent exited; {tail}")
+        self._demultiplex(chunk)
 
     def _demultiplex(self, chunk: bytes) -> None:
         self._pending += chunk

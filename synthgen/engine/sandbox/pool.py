@@ -79,6 +79,18 @@ class FrameBuffer:
         return json.loads(body)
 
 
+def next_frame(frames: FrameBuffer, timeout: float, read_more: Callable[[float], None]) -> dict:
+    """The agent's next whole frame. `read_more(seconds)` waits at most that long for bytes and
+    feeds them to `frames`; it raises AgentLost when the agent is gone."""
+    deadline = time.monotonic() + timeout
+    while (frame := frames.pop()) is None:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AgentLost(f"agent silent for {timeout:.0f} s")
+        read_more(remaining)
+    return frame
+
+
 class PipeChannel:
     """An agent as a child process speaking frames over its stdin/stdout."""
 
@@ -97,20 +109,17 @@ class PipeChannel:
             raise AgentLost(f"agent gone: {exc}; {self.stderr_tail()}") from exc
 
     def receive(self, timeout: float) -> dict:
-        deadline = time.monotonic() + timeout
+        return next_frame(self._frames, timeout, self._read_more)
+
+    def _read_more(self, seconds: float) -> None:
         fd = self.process.stdout.fileno()
-        while (frame := self._frames.pop()) is None:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AgentLost(f"agent silent for {timeout:.0f} s")
-            readable, _, _ = select.select([fd], [], [], remaining)
-            if readable:
-                chunk = os.read(fd, 1 << 20)
-                if not chunk:
-                    self.process.wait()
-                    raise AgentLost(f"agent exited with {self.process.returncode}; {self.stderr_tail()}")
-                self._frames.feed(chunk)
-        return frame
+        readable, _, _ = select.select([fd], [], [], seconds)
+        if readable:
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                self.process.wait()
+                raise AgentLost(f"agent exited with {self.process.returncode}; {self.stderr_tail()}")
+            self._frames.feed(chunk)
 
     def stderr_tail(self) -> str:
         self._stderr.seek(0)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, model_validator
 
-from synthgen.config.base import template_text
+from synthgen.config.base import Template
 from synthgen.config.kinds import AskingStep, References
 from synthgen.engine.sample import Sample, render_or_fail
 from synthgen.engine.steps.base import StepKind, answer, opening
@@ -16,7 +16,7 @@ from synthgen.engine.steps.base import StepKind, answer, opening
 class GenerateStep(AskingStep):
     """One chat turn against a teacher; its (parsed) answer becomes the field named `id`."""
 
-    prompt: str
+    prompt: Template
     parse: Literal["text", "code_block", "json"] = "text"
     conversation: Literal["new", "continue"] = "new"
     n: int = Field(1, ge=1, le=16, description="samples per incoming sample: each continues the workflow on its own")
@@ -32,11 +32,6 @@ class GenerateStep(AskingStep):
         if self.json_schema is not None and self.parse != "json":
             raise ValueError("json_schema needs parse: json")
         return self
-
-    @field_validator("prompt")
-    @classmethod
-    def _load_template(cls, value: str, info: ValidationInfo) -> str:
-        return template_text(value, info)
 
     def check(self, refs: References) -> None:
         super().check(refs)

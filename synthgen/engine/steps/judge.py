@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, model_validator
 
-from synthgen.config.base import template_text
+from synthgen.config.base import Template
 from synthgen.config.kinds import AskingStep, References
 from synthgen.engine.parsing import ParseError, judge_score
 from synthgen.engine.sample import Sample, StepFailed, render_or_fail
@@ -31,20 +31,15 @@ class JudgeStep(AskingStep):
     """Score a field against a rubric; the score and rationale become the field named `id`."""
 
     judge: str
-    rubric: str
+    rubric: Template
     scale: tuple[int, int] = (1, 10)
     min_score: float | None = Field(None, description="a lower score rejects the sample")
     must_exceed: str | None = Field(None, description="an earlier judge step whose score this one must beat")
-    prompt: str = DEFAULT_JUDGE_PROMPT
+    prompt: Template = DEFAULT_JUDGE_PROMPT
     temperature: float | None = Field(0.0, ge=0, le=2)
     max_tokens: int | None = Field(160, ge=1)
 
     is_condition: ClassVar[bool] = True
-
-    @field_validator("rubric", "prompt")
-    @classmethod
-    def _load_template(cls, value: str, info: ValidationInfo) -> str:
-        return template_text(value, info)
 
     @model_validator(mode="after")
     def _scale(self) -> JudgeStep:

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field
 
-from synthgen.config.base import template_text
+from synthgen.config.base import Template
 from synthgen.config.kinds import AskingStep, References
 from synthgen.engine.sample import Sample, StepFailed, render_or_fail
 from synthgen.engine.steps.base import StepKind, answer, side_conversation
@@ -28,13 +28,8 @@ class ReviseStep(AskingStep):
     revise: str
     until: str = Field(description="a validator, or a judge step, that must pass")
     max_rounds: int = Field(ge=1, le=10, description="every revise loop needs this bound on its rounds")
-    prompt: str = DEFAULT_REVISE_PROMPT
+    prompt: Template = DEFAULT_REVISE_PROMPT
     parse: Literal["text", "code_block", "json"] | None = Field(None, description="default: the revised step's parse")
-
-    @field_validator("prompt")
-    @classmethod
-    def _load_template(cls, value: str, info: ValidationInfo) -> str:
-        return template_text(value, info)
 
     def check(self, refs: References) -> None:
         super().check(refs)
