@@ -39,6 +39,8 @@ import unittest  # noqa: F401
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_PDEATHSIG = 1
+PR_SET_SECCOMP = 22
+SECCOMP_MODE_FILTER = 2
 M_ARENA_MAX = -8
 HEADER = struct.Struct(">I")
 # Where jobs may write; every entry is wiped after each job.
@@ -51,6 +53,21 @@ _libc = ctypes.CDLL(None, use_errno=True)
 
 def prctl(option: int, value: int) -> None:
     _libc.prctl(option, value, 0, 0, 0)
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def install_syscall_filter(program: bytes) -> None:
+    """Load a classic-BPF seccomp filter on this process; every job inherits it and cannot drop
+    it. no_new_privs first: the kernel requires it of a process without CAP_SYS_ADMIN."""
+    buffer = ctypes.create_string_buffer(program, len(program))
+    fprog = _SockFprog(len(program) // 8, ctypes.cast(buffer, ctypes.c_void_p))
+    if _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS)")
+    if _libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_SECCOMP)")
 
 
 def read_frame(stream) -> dict | None:
@@ -346,7 +363,8 @@ def main() -> None:
     job_uid = int(os.environ["SYNTHGEN_JOB_UID"]) if os.environ.get("SYNTHGEN_JOB_UID") else None
     work_root = os.environ.get("SYNTHGEN_WORK_ROOT", "/tmp")
     isolated = os.environ.get("SYNTHGEN_ISOLATED") == "1"
-    for name in ("SYNTHGEN_JOB_UID", "SYNTHGEN_WORK_ROOT", "SYNTHGEN_ISOLATED"):
+    syscall_filter = bytes.fromhex(os.environ.get("SYNTHGEN_SYSCALL_FILTER", ""))
+    for name in ("SYNTHGEN_JOB_UID", "SYNTHGEN_WORK_ROOT", "SYNTHGEN_ISOLATED", "SYNTHGEN_SYSCALL_FILTER"):
         os.environ.pop(name, None)
     prctl(PR_SET_CHILD_SUBREAPER, 1)
     # glibc reserves 64 MB of address space per thread arena: under RLIMIT_AS a job could not
@@ -366,7 +384,14 @@ def main() -> None:
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0)
     os.dup2(devnull, 1)
-    write_frame(replies, {"ready": True, "pid": os.getpid(), "uid": job_uid, "python": sys.version.split()[0]})
+    hello = {"ready": True, "pid": os.getpid(), "uid": job_uid, "python": sys.version.split()[0], "syscall_filter": False}
+    if syscall_filter:
+        try:
+            install_syscall_filter(syscall_filter)
+            hello["syscall_filter"] = True
+        except OSError as exc:
+            hello = {"ready": False, "error": f"the syscall filter could not be installed: {exc}"}
+    write_frame(replies, hello)
     while True:
         request = read_frame(requests)
         if request is None:

@@ -3,7 +3,9 @@
 Isolation of the whole slot: new user-visible root made of read-only binds of the system and the
 Python installation only (no /home, /root, /work, /etc secrets), tmpfs /tmp and /dev/shm, new
 net (no interfaces but a down loopback), pid, ipc, uts and cgroup namespaces, an environment
-built from nothing, a cgroup with pids and memory limits. Per job, inside: a fresh process tree
+built from nothing, a cgroup with pids and memory limits, and the syscall filter (seccomp.py),
+which also refuses further user namespaces: bubblewrap's --disable-userns would need
+--unshare-user, which as root maps a single uid and so takes away each job's own uid. Per job, inside: a fresh process tree
 under an unprivileged uid with rlimits, killed and wiped afterwards (see sandbox/agent.py)."""
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 from synthgen.engine.sandbox import cgroup
 from synthgen.engine.sandbox.job import Limits
 from synthgen.engine.sandbox.pool import AgentPool, PipeChannel, SandboxUnavailable, agent_dir
+from synthgen.engine.sandbox.seccomp import compiled_filter
 
 INSIDE_AGENT_DIR = "/opt/synthgen"
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
@@ -53,7 +56,7 @@ def bwrap_argv(bwrap: str, slot: int) -> list[str]:
     argv += _readable_bind(str(agent_dir()), INSIDE_AGENT_DIR)
     argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/dev/shm", "--dir", "/var/tmp"]
     argv += ["--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin", "--setenv", "SYNTHGEN_ISOLATED", "1",
-             "--setenv", "SYNTHGEN_WORK_ROOT", "/tmp"]
+             "--setenv", "SYNTHGEN_WORK_ROOT", "/tmp", "--setenv", "SYNTHGEN_SYSCALL_FILTER", compiled_filter().hex()]
     if os.geteuid() == 0:
         argv += ["--cap-drop", "ALL"]
         for capability in AGENT_CAPS:
@@ -77,6 +80,7 @@ def make_pool(slots: int, ceiling: Limits, recycle_after: int = 1000) -> AgentPo
             "bubblewrap is not installed (the default sandbox needs it): run `bash sandbox/setup.sh` "
             "or `apt-get install -y bubblewrap`"
         )
+    compiled_filter()  # fails here, before any agent starts, where libseccomp is missing
     groups: dict[int, list[Path]] = {}
 
     def start(slot: int) -> PipeChannel:
@@ -90,4 +94,4 @@ def make_pool(slots: int, ceiling: Limits, recycle_after: int = 1000) -> AgentPo
         for dirs in groups.values():
             cgroup.remove(dirs)
 
-    return AgentPool("bwrap", start, slots, recycle_after, on_close=remove_groups)
+    return AgentPool("bwrap", start, slots, recycle_after, on_close=remove_groups, syscall_filter=True)

@@ -1,7 +1,8 @@
 """The production backend: a pool of long-lived hardened containers, the agent inside each.
 
 A container per slot: no network, read-only root, tmpfs scratch, all capabilities dropped but the
-few the agent needs to drop each job to its own uid, no-new-privileges, pids and memory limits,
+few the agent needs to drop each job to its own uid, no-new-privileges, the engine's default
+seccomp profile with synthgen's syscall filter stacked on it (seccomp.py), pids and memory limits,
 no logging driver (job output never reaches the engine's buffers: the agent caps it). The agent
 is bind-mounted read-only, so the image is any Debian with Python (`sandbox/build_image.sh`)."""
 
@@ -16,6 +17,7 @@ import time
 from synthgen.engine.sandbox.bwrap import AGENT_CAPS, INSIDE_AGENT_DIR, job_uid
 from synthgen.engine.sandbox.job import Limits
 from synthgen.engine.sandbox.pool import AgentLost, AgentPool, FrameBuffer, SandboxUnavailable, agent_dir, encode, next_frame
+from synthgen.engine.sandbox.seccomp import compiled_filter
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +45,8 @@ class ContainerChannel:
             pids_limit=ceiling.processes + 16,
             mem_limit=memory,
             memswap_limit=memory,
-            environment={"SYNTHGEN_ISOLATED": "1", "SYNTHGEN_WORK_ROOT": "/tmp", "SYNTHGEN_JOB_UID": str(job_uid(slot))},
+            environment={"SYNTHGEN_ISOLATED": "1", "SYNTHGEN_WORK_ROOT": "/tmp", "SYNTHGEN_JOB_UID": str(job_uid(slot)),
+                         "SYNTHGEN_SYSCALL_FILTER": compiled_filter().hex()},
             volumes={str(agent_dir()): {"bind": INSIDE_AGENT_DIR, "mode": "ro"}},
             log_config=LogConfig(type="none"),
             labels={LABEL: str(os.getpid())},
@@ -120,8 +123,10 @@ def make_pool(slots: int, ceiling: Limits, recycle_after: int = 1000, image: str
         client.images.get(image)
     except Exception as exc:  # noqa: BLE001
         raise SandboxUnavailable(f"sandbox image {image!r} not found: build it with `bash sandbox/build_image.sh {image}`") from exc
+    compiled_filter()  # fails here, before any container starts, where libseccomp is missing
     _remove_orphans(client)
-    return AgentPool("docker", lambda slot: ContainerChannel(client, image, slot, ceiling), slots, recycle_after)
+    return AgentPool("docker", lambda slot: ContainerChannel(client, image, slot, ceiling), slots, recycle_after,
+                     syscall_filter=True)
 
 
 def _remove_orphans(client) -> None:

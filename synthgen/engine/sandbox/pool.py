@@ -155,8 +155,10 @@ class AgentPool:
         slots: int,
         recycle_after: int = 1000,
         on_close: Callable[[], None] | None = None,
+        syscall_filter: bool = False,
     ):
         self.backend = backend
+        self.syscall_filter = syscall_filter
         self._on_close = on_close
         self._start = start
         self.recycle_after = recycle_after
@@ -229,6 +231,9 @@ class AgentPool:
         if not hello.get("ready"):
             channel.close()
             raise SandboxUnavailable(f"the {self.backend} sandbox agent answered {hello!r} instead of ready")
+        if self.syscall_filter and hello.get("syscall_filter") is not True:
+            channel.close()
+            raise SandboxUnavailable(f"the {self.backend} sandbox agent runs without its syscall filter ({hello!r})")
         slot.channel, slot.jobs = channel, 0
 
     def _stop(self, slot: _Slot) -> None:
