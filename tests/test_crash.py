@@ -83,8 +83,13 @@ def _committed(out: Path) -> set[str]:
     return {i for m in commit_markers(out) for i in m["seed_ids"]}
 
 
+# One request in flight per worker: the run lasts ~10 s, so a strike after the first commits
+# always lands mid-run (at full speed a fast machine finished all 65 seeds before the strike).
+PACED = {"max_in_flight": 1}
+
+
 def test_sigkill_of_the_driver_then_resume(slow_teacher, tmp_path):
-    workflow = workflow_yaml(tmp_path / "wf.yaml", seeds=SHIPPED_CODE_SEEDS, url=slow_teacher.url, shard_rows=2)
+    workflow = workflow_yaml(tmp_path / "wf.yaml", seeds=SHIPPED_CODE_SEEDS, url=slow_teacher.url, shard_rows=2, **PACED)
     out = tmp_path / "out"
     _interrupt(workflow, out, 3, lambda process: process.send_signal(signal.SIGKILL))
     committed = _committed(out)
@@ -115,7 +120,7 @@ def test_sigkill_of_a_worker_mid_run_loses_nothing(slow_teacher, tmp_path):
 
 
 def test_ctrl_c_commits_what_is_finished_and_says_how_to_resume(slow_teacher, tmp_path):
-    workflow = workflow_yaml(tmp_path / "wf.yaml", seeds=SHIPPED_CODE_SEEDS, url=slow_teacher.url, shard_rows=2)
+    workflow = workflow_yaml(tmp_path / "wf.yaml", seeds=SHIPPED_CODE_SEEDS, url=slow_teacher.url, shard_rows=2, **PACED)
     out = tmp_path / "out"
     result = _interrupt(workflow, out, 2, lambda process: process.send_signal(signal.SIGINT))
     assert result.returncode == 2, result.stderr
