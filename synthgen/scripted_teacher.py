@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import collections
 import json
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -26,7 +27,7 @@ class Reply:
 @dataclass
 class Fault:
     """Applied to requests whose last user message contains `match` ('' = every request),
-    at most `times` times (None = always)."""
+    at most `times` times (None = always), each time with probability `rate`."""
 
     kind: str  # "status" | "drop" | "garbage" | "slow"
     match: str = ""
@@ -34,6 +35,7 @@ class Fault:
     status: int = 500
     retry_after: float | None = None
     delay_s: float = 0.0
+    rate: float = 1.0
 
 
 Responder = Callable[[list[dict]], Reply | str]
@@ -56,6 +58,7 @@ class ScriptedTeacher:
         self.latency_s = latency_s
         self.port = port
         self.faults: list[Fault] = []
+        self._random = random.Random()
         self.requests: collections.Counter[str] = collections.Counter()
         self.bodies: list[dict] = []
         self.headers: list[dict[str, str]] = []
@@ -108,7 +111,7 @@ class ScriptedTeacher:
     def _take_fault(self, prompt: str) -> Fault | None:
         with self._lock:
             for fault in self.faults:
-                if fault.match in prompt and (fault.times is None or fault.times > 0):
+                if fault.match in prompt and (fault.times is None or fault.times > 0) and self._random.random() < fault.rate:
                     if fault.times is not None:
                         fault.times -= 1
                     return fault

@@ -78,6 +78,24 @@ def test_a_teacher_that_stays_down_is_unavailable_not_a_reject(teacher, transpor
     assert teacher.total_requests == 3
 
 
+def test_a_request_out_of_retries_goes_back_to_the_queue_while_the_endpoint_answers_others(teacher, transport):
+    """Random faults fail one request through all its retries now and then: while the endpoint
+    serves other requests, that request waits and goes again instead of leaving its seed unsettled."""
+    client = _client(teacher, transport=transport, max_retries=1, max_backoff_s=0.2)
+    teacher.faults.append(Fault(kind="status", status=500, match="unlucky", times=3))
+
+    async def go():
+        try:
+            await client.chat([{"role": "user", "content": "a lucky one"}])
+            return await client.chat([{"role": "user", "content": "the unlucky one"}])
+        finally:
+            await client.close()
+
+    completion = asyncio.run(go())
+    assert completion.text and completion.retries == 3
+    assert teacher.requests_containing("unlucky") == 4  # two rounds of two attempts, then one that passed
+
+
 def test_malformed_answers_are_retried_then_refused(teacher, transport):
     teacher.faults.append(Fault(kind="garbage", times=None))
     with pytest.raises(TeacherRefused, match="malformed response.*after 3 attempts"):

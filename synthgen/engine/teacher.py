@@ -27,6 +27,10 @@ from synthgen.config.errors import UserError
 
 NO_KEY = "not-needed"
 _RETRYABLE_STATUS = {408, 409, 425, 429}
+# A request that used up its retries while the endpoint answered others goes back to the queue
+# this many times: random faults (30 % of calls, say) almost never fail one request through all
+# of them, a request the endpoint will never serve (or an endpoint that is down) still ends.
+REQUEUE_ROUNDS = 3
 _CHARS_PER_TOKEN = 4  # rough and deliberately generous: only used to reserve a tokens/minute budget
 
 
@@ -84,6 +88,7 @@ class TeacherClient:
         self.cache = cache
         self.limiter = limiter
         self.gate = AdaptiveGate(config.max_in_flight)
+        self._answered_at = float("-inf")  # when the endpoint last gave any request an answer
         self._transport = open_transport(config.transport, config.base_url, api_key or NO_KEY, config.timeout_s)
 
     async def chat(
@@ -117,13 +122,29 @@ class TeacherClient:
         cached = self.cache.get(key) if self.cache else None
         if cached is not None:
             return Completion(**cached, latency_s=0.0, cache_hit=True, retries=0, prompt_hash=prompt_hash)
-        async with self.gate:
-            started = time.monotonic()
-            stored, retries = await self._send(body)
-            latency = time.monotonic() - started
+        stored, retries, latency = await self._send_requeued(body)
         if self.cache is not None:
             self.cache.put(key, stored)
         return Completion(**stored, latency_s=latency, cache_hit=False, retries=retries, prompt_hash=prompt_hash)
+
+    async def _send_requeued(self, body: dict) -> tuple[dict, int, float]:
+        """Send; a request that used up its retries while the endpoint answered other requests
+        waits (out of the in-flight gate) and goes again, up to REQUEUE_ROUNDS times."""
+        retries = rounds = 0
+        while True:
+            began = time.monotonic()
+            try:
+                async with self.gate:
+                    started = time.monotonic()
+                    stored, attempts = await self._send(body)
+                    return stored, retries + attempts, time.monotonic() - started
+            except TeacherUnavailable:
+                rounds += 1
+                retries += self.config.max_retries + 1
+                answering = self._answered_at >= began - self.config.down_after_s
+                if rounds == REQUEUE_ROUNDS or not answering:
+                    raise
+            await asyncio.sleep(self._backoff(self.config.max_retries + rounds))
 
     async def _send(self, body: dict) -> tuple[dict, int]:
         """Send until an answer comes back; returns it and how many retries it took."""
@@ -166,6 +187,7 @@ class TeacherClient:
             tokens_in = usage.get("prompt_tokens") or 0
             tokens_out = usage.get("completion_tokens") or 0
             latency = time.monotonic() - started
+            self._answered_at = time.monotonic()
             # Per generated token: answers differ in length, queueing shows as slower tokens.
             self.gate.observe(latency / max(1, tokens_out))
             if self.limiter is not None:
