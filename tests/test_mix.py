@@ -47,6 +47,34 @@ def recipe(paths, weight_by="tokens", **extra) -> Recipe:
                                   "shard_rows": 250, **extra})
 
 
+def test_every_shard_is_a_uniform_sample_even_with_up_sampled_sources(tmp_path):
+    """12, 3,000 and 400 rows weighted 40/40/20 by rows: the small source is repeated ~100x. Each
+    shard's share of each source stays within sampling noise of its target (binomial, 4.5 sigma),
+    and the manifest says how often rows repeat."""
+    sizes = {"tiny": 12, "large": 3000, "medium": 400}
+    weights = {"tiny": 40, "large": 40, "medium": 20}
+    sources = []
+    for name, rows in sizes.items():
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text("".join(json.dumps({"q": f"{name} {i}", "a": f"answer {i}"}) + "\n" for i in range(rows)))
+        sources.append({"name": name, "path": str(path), "weight": weights[name], "max_repeat": 1000,
+                        "columns": {"prompt": "q", "completion": "a"}})
+    spec = Recipe.model_validate({"name": "u", "sources": sources, "weight_by": "rows", "tokenizer": "whitespace",
+                                  "shard_rows": 500, "total": 7500})
+    manifest = build_mixture(spec, tmp_path / "mix")
+    by_name = {s["name"]: s for s in manifest["sources"]}
+    assert by_name["tiny"]["unique_rows"] == 12 and by_name["tiny"]["max_repetition"] == 250
+    assert by_name["large"]["max_repetition"] == 1
+    worst = 0.0
+    for shard in manifest["shards"]:
+        names = pq.read_table(tmp_path / "mix" / shard["file"]).column("source").to_pylist()
+        for name, weight in weights.items():
+            target = weight / 100
+            sigma = (target * (1 - target) / len(names)) ** 0.5
+            worst = max(worst, abs(names.count(name) / len(names) - target) / sigma)
+    assert worst < 4.5, f"a shard is {worst:.1f} sigma off its target composition"
+
+
 @pytest.mark.parametrize("weight_by", ["tokens", "rows"])
 def test_achieved_shares_match_the_recipe(source_files, tmp_path, weight_by):
     manifest = build_mixture(recipe(source_files, weight_by, format="prompt_completion"), tmp_path / "mix")

@@ -180,8 +180,8 @@ def _mix(args: argparse.Namespace) -> int:
     print("source            target   tokens   rows   (share achieved)")
     for source in manifest["sources"]:
         print(f"  {source['name']:<15} {source['target_share']:>6.1%}  {source['achieved_share_tokens']:>6.1%}  "
-              f"{source['achieved_share_rows']:>6.1%}   {source['tokens_taken']} tokens, {source['rows_taken']} rows, "
-              f"{source['passes']} pass(es)")
+              f"{source['achieved_share_rows']:>6.1%}   {source['tokens_taken']} tokens, {source['rows_taken']} rows "
+              f"({source['unique_rows']} unique, each at most {source['max_repetition']}x)")
     return EXIT_OK
 
 

@@ -60,6 +60,8 @@ def _demo_mixture(out: Path, rows) -> None:
     sources.append({"name": "acquired_qa", "path": str(REPOSITORY / "seeds" / "qa.jsonl"),
                     "weight": ACQUIRED_WEIGHT, "max_repeat": 100, "columns": {"prompt": "question", "completion": "answer"}})
     manifest = build_mixture(Recipe(name="demo_mixture", sources=sources, shard_rows=100), out / "mixture")
-    shares = ", ".join(f"{s['name']} {s['achieved_share_tokens']:.1%} (target {s['target_share']:.1%})" for s in manifest["sources"])
+    shares = ", ".join(f"{s['name']} {s['achieved_share_tokens']:.1%} (target {s['target_share']:.1%}; "
+                       f"{s['rows_taken']} rows of {s['unique_rows']} unique, each at most {s['max_repetition']}x)"
+                       for s in manifest["sources"])
     print(f"mixture: {manifest['rows']} rows, {manifest['tokens']} tokens in {out / 'mixture'}; token shares: {shares}"
           + (f"; left out (no accepted records): {', '.join(empty)}" if empty else ""))

@@ -202,11 +202,15 @@ def _write(con, recipe: Recipe, stats: list[dict], quotas: list[float], out: Pat
                        sum({unit}) OVER (ORDER BY c.range, s.key ROWS UNBOUNDED PRECEDING) AS reached
                 FROM read_parquet('{stat['file']}') s, range({passes}) c)
             WHERE reached - {unit} / 2.0 < {quota}""")
-    con.execute(f"""CREATE TEMP TABLE chosen AS SELECT *, xor(key, copy * 11400714819323198485::UBIGINT) AS final
+    # Every copy of a row gets its own random place: the global order is one uniform permutation
+    # of (source, row, copy), so each shard is a uniform sample of the mixture.
+    con.create_function("copy_key", _copy_key, ["UBIGINT", "BIGINT"], "UBIGINT", type="arrow")
+    con.execute(f"""CREATE TEMP TABLE chosen AS SELECT *, copy_key(key, copy) AS final
                      FROM ({' UNION ALL '.join(selects)})""")
-    taken = con.execute("SELECT source, count(*), sum(tokens), max(copy) + 1 FROM chosen GROUP BY source").fetchall()
-    for source, rows, tokens, passes in taken:
-        stats[source].update(rows_taken=rows, tokens_taken=int(tokens), passes=passes)
+    taken = con.execute("""SELECT source, count(*), sum(tokens), max(copy) + 1, count(DISTINCT row)
+                           FROM chosen GROUP BY source""").fetchall()
+    for source, rows, tokens, passes, unique in taken:
+        stats[source].update(rows_taken=rows, tokens_taken=int(tokens), passes=passes, unique_rows=unique)
     # The global shuffle in buckets that each fit in a quarter of the memory limit: rows go to
     # a bucket by their random key and are sorted inside it, which is still one uniform
     # permutation, and no sort ever holds more than a bucket of wide rows.
@@ -226,6 +230,14 @@ def _write(con, recipe: Recipe, stats: list[dict], quotas: list[float], out: Pat
             shards.add(pa.Table.from_batches([batch]))
     shards.close()
     return shards.written
+
+
+def _copy_key(keys: pa.Array, copies: pa.Array) -> pa.Array:
+    """The shuffle key of one copy of a row: its row key mixed with the copy number (64-bit
+    arithmetic in numpy, which wraps; SQL would widen the product and keep copies apart)."""
+    key = keys.to_numpy(zero_copy_only=False).astype(np.uint64)
+    copy = copies.to_numpy(zero_copy_only=False).astype(np.uint64)
+    return pa.array(mix64(key ^ mix64(copy + np.uint64(1))))
 
 
 def _buckets(stats: list[dict], memory_mb: int) -> int:
@@ -290,6 +302,8 @@ def _manifest(recipe: Recipe, stats, quotas, total, shards, tokenizer: str, elap
                 "rows_taken": stat.get("rows_taken", 0),
                 "tokens_taken": stat.get("tokens_taken", 0),
                 "passes": stat.get("passes", 0),
+                "unique_rows": stat.get("unique_rows", 0),
+                "max_repetition": stat.get("passes", 0),
                 "inputs": stat["inputs"],
             }
             for source, stat, quota in zip(recipe.sources, stats, quotas)
