@@ -8,6 +8,8 @@ import ast
 import builtins
 import gzip
 import json
+import re
+import sysconfig
 from pathlib import Path
 
 from synthgen.engine.references import humaneval_path
@@ -123,4 +125,33 @@ def clean_texts() -> list[str]:
 
     texts = [seed.text for folder in ("python", "text") for seed in load_seeds(SeedSource(path=str(REPO / "seeds" / folder))).seeds]
     texts += [json.loads(line)["answer"] for line in (REPO / "seeds" / "qa.jsonl").read_text().splitlines() if line.strip()]
+    return texts
+
+
+def short_quotes() -> list[tuple[str, str]]:
+    """(item id, instruction) quoting one docstring sentence of 6 to 12 words, shorter than any
+    n-gram check. Sentences are cut at '. ' here, not the way the index cuts them."""
+    rows = []
+    for item in humaneval_items():
+        for node in ast.walk(_tree(item)):
+            docstring = ast.get_docstring(node) if isinstance(node, ast.FunctionDef) else None
+            for sentence in re.split(r"(?<=\.)\s+", docstring.split(">>>")[0]) if docstring else ():
+                if 6 <= len(sentence.split()) <= 12:
+                    rows.append((item["task_id"], f"Write a Python function that does this. {sentence.strip()} Keep it short."))
+    return rows
+
+
+def ordinary_code(every: int = 1) -> list[str]:
+    """Top-level functions and classes of the Python standard library (every `every`-th module):
+    ordinary, documented code that is no benchmark item."""
+    texts = []
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    for path in sorted(stdlib.glob("*.py"))[::every]:
+        try:
+            source = path.read_text(encoding="utf-8")
+            tree = ast.parse(source)
+        except (SyntaxError, UnicodeDecodeError):
+            continue
+        texts += [segment for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))
+                  if (segment := ast.get_source_segment(source, node))]
     return texts

@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 from conftest import synthgen_cli
-from planted import DISGUISES, clean_texts, disguise, humaneval_items, program
+from planted import DISGUISES, clean_texts, disguise, humaneval_items, ordinary_code, program, short_quotes
 
 import synthgen
 from synthgen.engine.references import Params, ReferenceIndex
@@ -44,6 +44,34 @@ def test_shipped_seeds_are_clean(humaneval_index):
     assert len(texts) > 100
     flagged = [(text[:60], hit) for text, hit in zip(texts, humaneval_index.check(texts)) if hit is not None]
     assert not flagged
+
+
+def test_short_quotes_of_benchmark_prompts_are_caught(humaneval_index):
+    """A docstring sentence of 6-12 words inside an instruction is shorter than a 13-gram; the
+    quote method finds it (sentences that two items share, like 'You are given a list of
+    integers.', are boilerplate and not indexed)."""
+    planted = short_quotes()
+    assert len(planted) > 150
+    hits = humaneval_index.check([text for _, text in planted])
+    caught = [hit for hit in hits if hit is not None]
+    assert len(caught) >= 0.8 * len(planted), f"caught {len(caught)} of {len(planted)}"
+    assert all(hit.benchmark == "humaneval" for hit in caught)
+    assert humaneval_index.check(["You are given a list of integers. Return the largest one."]) == [None]
+
+
+@pytest.mark.slow  # every check method over a thousand stdlib definitions
+def test_quotes_find_nothing_in_ordinary_code(humaneval_index):
+    texts = ordinary_code(every=2)
+    assert len(texts) > 1000
+    quoted = [(text[:80], hit) for text, hit in zip(texts, humaneval_index.check(texts)) if hit and hit.method == "quote"]
+    assert not quoted
+
+
+@pytest.mark.parametrize(("option", "value"), [("--ngram", "0"), ("--jaccard", "1.5"), ("--jaccard", "0")])
+def test_cli_refuses_thresholds_that_mean_nothing(tmp_path, option, value):
+    result = synthgen_cli("decontaminate", str(tmp_path), option, value, "--out", str(tmp_path / "out"))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()] and result.stderr.startswith(f"error: {option}:")
 
 
 @pytest.fixture

@@ -5,16 +5,20 @@ JSONL/Parquet file with configurable fields, and the Hugging Face hub (`hf:NAME`
 `datasets` package is installed and the hub reachable.
 
 The index holds, for every reference text: its exact normalised hash, its word n-grams
-(GPT-3-style overlap), a MinHash signature (near-duplicate Jaccard through datasketch's
-MinHashLSH), and for code its canonical form's n-grams (renamed/reformatted copies). It is
+(GPT-3-style overlap), its quotable sentences and lines (prose of at least QUOTE_WORDS words
+that no other item shares: a short quote of a benchmark prompt is shorter than any n-gram), a
+MinHash signature (near-duplicate Jaccard through datasketch's MinHashLSH), and for code its
+canonical form's n-grams (renamed/reformatted copies). It is
 built once per content hash and kept on disk as .npy files that every worker memory-maps."""
 
 from __future__ import annotations
 
+import ast
 import gzip
 import hashlib
 import importlib.util
 import json
+import re
 import shutil
 import tempfile
 from collections import Counter
@@ -25,10 +29,10 @@ import numpy as np
 
 from synthgen.config.decontamination import known_benchmarks
 from synthgen.engine.codenorm import code_parts, normalize
-from synthgen.engine.shingles import SHINGLE_WORDS, Segmented, ngram_hashes, signatures, word_hashes
+from synthgen.engine.shingles import SHINGLE_WORDS, Segmented, ngram_hashes, ngram_starts, signatures, word_hashes
 from synthgen.engine.userdirs import cache_dir
 
-INDEX_VERSION = "4"  # bump whenever the build changes: it keys the on-disk cache
+INDEX_VERSION = "5"  # bump whenever the build changes: it keys the on-disk cache
 MIN_EXACT_CODE_TOKENS = 8
 
 
@@ -54,13 +58,16 @@ class Params:
     code_ngram: int = 10
     code_containment: float = 0.6
     min_code_tokens: int = 32  # shorter canonical forms (def f(a, b): return a + b) match too much clean code
+    # A sentence or line of a benchmark's prose quoted whole counts from this many words (most
+    # of them words with letters: "0 1 2 3 4 5" is no quote); 0 turns quotes off.
+    quote_words: int = 6
 
 
 @dataclass(frozen=True)
 class Hit:
     benchmark: str
     item_id: str
-    method: str  # exact | ngram | minhash | code-exact | code-ngram
+    method: str  # exact | ngram | quote | minhash | code-exact | code-ngram
     score: float
 
     def describe(self) -> str:
@@ -138,7 +145,8 @@ def _hub_rows(name: str) -> list[dict]:
 
 # -- the index -------------------------------------------------------------------------------
 class ReferenceIndex:
-    ARRAYS = ("ngram_keys", "ngram_owner", "signatures", "code_keys", "code_owner", "code_counts")
+    ARRAYS = ("ngram_keys", "ngram_owner", "signatures", "code_keys", "code_owner", "code_counts",
+              "quote_keys", "quote_owner", "quote_words", "quote_offsets")
 
     def __init__(self, refs: list[dict], arrays: dict[str, np.ndarray], exact: dict[str, int], params: Params):
         self.refs = refs
@@ -185,6 +193,7 @@ class ReferenceIndex:
         arrays = {"ngram_keys": keys, "ngram_owner": owner, "signatures": sigs,
                   "code_keys": code_keys, "code_owner": owners[code_local] if len(code_local) else code_local,
                   "code_counts": code_counts}
+        arrays.update(_quote_arrays(refs, params.quote_words))
         meta = [{"benchmark": r.benchmark, "item_id": r.item_id, "field": r.field} for r in refs]
         return meta, arrays, exact
 
@@ -206,6 +215,7 @@ class ReferenceIndex:
             if ref is not None:
                 hits[doc] = self._hit(ref, "exact", 1.0)
         shared = self._ngram(words, hits)
+        self._quote(words, hits)
         # A text with 5-shingle Jaccard J > (n-5)/(n+5) to a reference shares a run of n words
         # with it (runs shorter than n words give at most (n-5)/n of the shingles), so a text
         # without a single shared n-gram cannot reach the MinHash threshold: skip its LSH query.
@@ -229,6 +239,27 @@ class ReferenceIndex:
                 ref, _ = Counter(refs[docs == doc].tolist()).most_common(1)[0]
                 hits[doc] = self._hit(ref, "ngram", counts[doc] / max(1, grams.offsets[doc + 1] - grams.offsets[doc]))
         return counts
+
+    def _quote(self, words: Segmented, hits: list[Hit | None]) -> None:
+        """Flag texts that contain a benchmark sentence or line word for word."""
+        n = self.params.quote_words
+        if not n or not len(self.quote_keys):
+            return
+        grams, starts = ngram_hashes(words, n), ngram_starts(words, n)
+        low = np.searchsorted(self.quote_keys, grams.values, side="left")
+        high = np.searchsorted(self.quote_keys, grams.values, side="right")
+        owners = grams.owners
+        for gram in np.flatnonzero(high > low):
+            doc = int(owners[gram])
+            if hits[doc] is not None:
+                continue
+            end_of_doc = words.offsets[doc + 1]
+            for quote in range(low[gram], high[gram]):
+                expected = self.quote_words[self.quote_offsets[quote] : self.quote_offsets[quote + 1]]
+                start = starts[gram]
+                if start + len(expected) <= end_of_doc and np.array_equal(words.values[start : start + len(expected)], expected):
+                    hits[doc] = self._hit(int(self.quote_owner[quote]), "quote", 1.0)
+                    break
 
     def _minhash(self, words: Segmented, hits: list[Hit | None], worth_asking: np.ndarray) -> None:
         from datasketch import LeanMinHash
@@ -273,6 +304,60 @@ class ReferenceIndex:
             containment = len(grams_shared) / max(1, int(self.code_counts[ref]))
             if containment >= self.params.code_containment:
                 hits[doc] = self._hit(ref, "code-ngram", min(1.0, containment))
+
+
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?;:])\s+|\n\s*\n|^\s*>>>.*$", re.MULTILINE)
+_LETTER_WORD = re.compile(r"[^\W\d_]\w*")
+
+
+def prose(ref: Reference) -> list[str]:
+    """The prose of a reference text: the docstrings of code (comments and code lines are not
+    quotes: `for i in range(len(numbers)):` is in half of all clean code), the text itself else."""
+    if not ref.code:
+        return [ref.text]
+    try:
+        tree = ast.parse(ref.text)
+    except (SyntaxError, ValueError):
+        return []
+    kinds = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+    return [doc for node in ast.walk(tree) if isinstance(node, kinds) and (doc := ast.get_docstring(node))]
+
+
+def quotes(text: str, min_words: int) -> list[str]:
+    """The sentences of a prose text that are long enough to be a telling quote (not its lines:
+    a line cut from a wrapped sentence, "and return the result as a string.", is generic)."""
+    pieces = _SENTENCE_BREAK.split(text)
+    return [piece for piece in dict.fromkeys(p.strip() for p in pieces if p)
+            if len(_LETTER_WORD.findall(piece)) >= min_words - 1 and len(word_hashes([piece]).values) >= min_words]
+
+
+def _quote_arrays(refs: list[Reference], min_words: int) -> dict[str, np.ndarray]:
+    """Quotable sentences of every reference, keyed by the hash of their first `min_words`
+    words; a sentence that two items share is generic ("You are given a list of integers.")."""
+    owners_of: dict[bytes, set[int]] = {}
+    items_of: dict[bytes, set[tuple[str, str]]] = {}
+    words_of: dict[bytes, np.ndarray] = {}
+    for index, ref in enumerate(refs):
+        for text in (quotes(p, min_words) for p in prose(ref)) if min_words else ():
+            for sentence in text:
+                words = word_hashes([sentence]).values
+                key = words.tobytes()
+                words_of[key] = words
+                owners_of.setdefault(key, set()).add(index)
+                items_of.setdefault(key, set()).add((ref.benchmark, ref.item_id))
+    chosen = [key for key in words_of if len(items_of[key]) == 1]
+    empty = {"quote_keys": np.zeros(0, np.uint64), "quote_owner": np.zeros(0, np.int64),
+             "quote_words": np.zeros(0, np.uint64), "quote_offsets": np.zeros(1, np.int64)}
+    if not chosen:
+        return empty
+    firsts = ngram_hashes(Segmented(np.concatenate([words_of[k][:min_words] for k in chosen]),
+                                    np.arange(len(chosen) + 1, dtype=np.int64) * min_words), min_words).values
+    order = np.argsort(firsts, kind="stable")
+    ordered = [chosen[i] for i in order]
+    lengths = np.array([len(words_of[k]) for k in ordered], dtype=np.int64)
+    return {"quote_keys": firsts[order], "quote_owner": np.array([min(owners_of[k]) for k in ordered], dtype=np.int64),
+            "quote_words": np.concatenate([words_of[k] for k in ordered]),
+            "quote_offsets": np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)}
 
 
 def word_hashes_subset(words: Segmented, docs: list[int]) -> Segmented:

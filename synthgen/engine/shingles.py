@@ -103,6 +103,15 @@ def ngram_hashes(words: Segmented, n: int) -> Segmented:
     return Segmented(grams, offsets)
 
 
+def ngram_starts(words: Segmented, n: int) -> np.ndarray:
+    """The index (into words.values) of the first word of each n-gram `ngram_hashes` returns."""
+    count = len(words.values) - n + 1
+    if count <= 0:
+        return np.zeros(0, dtype=np.int64)
+    owners = words.owners
+    return np.flatnonzero(owners[:count] == owners[n - 1 :])
+
+
 def signatures(shingles: Segmented, num_perm: int = 128) -> np.ndarray:
     """One MinHash signature row per document (all `_EMPTY` for a document without shingles)."""
     if num_perm & (num_perm - 1):

@@ -159,9 +159,17 @@ def _sandbox(args: argparse.Namespace) -> int:
 
 
 def _decontaminate(args: argparse.Namespace) -> int:
-    from synthgen.pipelines.decontaminate_files import decontaminate_files
-    from synthgen.engine.references import Params
+    from pydantic import ValidationError
 
+    from synthgen.config.decontamination import Decontamination
+    from synthgen.engine.references import Params
+    from synthgen.pipelines.decontaminate_files import decontaminate_files
+
+    try:  # the same bounds as a workflow's decontaminate block
+        Decontamination(ngram=args.ngram, jaccard=args.jaccard)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        raise UserError(f"--{error['loc'][0]}: {error['msg']} (got {error['input']})") from None
     summary = decontaminate_files([Path(p) for p in args.inputs], [b for b in args.benchmarks.split(",") if b],
                                   args.fields, Path(args.out), Params(ngram=args.ngram, jaccard=args.jaccard))
     print(f"{summary['rows']} rows: {summary['clean']} clean, {summary['flagged']} flagged "
