@@ -68,7 +68,7 @@ def run_engine(workflow, seeds, sandbox_backend: str | None = "bwrap"):
             pools.append(open_sandbox(sandbox_backend, slots=1))
             return pools[-1]
 
-        validators = build_validators(workflow.validators, Services(sandbox=sandbox))
+        validators = build_validators(workflow, Services(sandbox=sandbox))
         runner = WorkflowRunner(workflow, teachers, validators=validators)
         try:
             return await asyncio.gather(*(runner.run(seed) for seed in seeds))
@@ -177,7 +177,8 @@ def test_self_revision_requires_the_judge_score_to_improve(scripted):
     [record] = result.records
     assert json.loads(record.fields["draft_score"])["score"] == 4
     assert json.loads(record.fields["revised_score"])["score"] == 8
-    assert {v.validator: v.passed for v in record.verdicts} == {"judge:draft_score": True, "judge:revised_score": True}
+    assert {v.validator: v.passed for v in record.verdicts} == {"judge:draft_score": True, "judge:revised_score": True,
+                                                                "novelty": True, "repetition": True, "structure": True}
     critique_request = next(b for b in scripted.bodies if "got wrong" in b["messages"][-1]["content"])
     assert [m["role"] for m in critique_request["messages"]][:3] == ["system", "user", "assistant"]
     assert "Score: <number>" not in json.dumps(critique_request), "the grader's turn is not in the main conversation"

@@ -89,6 +89,10 @@ class StepSpec(Strict):
         """How a revised answer of this step's field is parsed."""
         return "text"
 
+    def writes_text(self) -> bool:
+        """The step's field is free text a teacher wrote (the text quality gates' default)."""
+        return False
+
     def conditions(self) -> list[str]:
         """Condition steps whose verdict this step acts on (they then do not reject by themselves)."""
         return []

@@ -67,9 +67,12 @@ def shared_state(spec: ValidatorSpec) -> Any | None:
     return None if make is None else make(spec)
 
 
-def build_validators(specs: dict[str, ValidatorSpec], services: Services) -> dict[str, Validator]:
-    """Ready validators by name, those that run last at the end. Without a host for shared
-    state (`services.shared`), each validator's run-wide state lives in this process."""
+def build_validators(workflow: WorkflowBase, services: Services) -> dict[str, Validator]:
+    """The workflow's validators, ready, by name, those that run last at the end. Without a host
+    for shared state (`services.shared`), each validator's run-wide state lives in this process."""
+    specs = workflow.validators
+    text_fields = tuple(step.id for step in workflow.steps if step.writes_text())
+    services = Services(sandbox=services.sandbox, shared=services.shared, text_fields=text_fields)
     if services.shared is None:
         states: dict[str, InProcess] = {}
 
@@ -78,6 +81,6 @@ def build_validators(specs: dict[str, ValidatorSpec], services: Services) -> dic
                 states[name] = InProcess(shared_state(specs[name]))
             return states[name]
 
-        services = Services(sandbox=services.sandbox, shared=in_process)
+        services = Services(sandbox=services.sandbox, shared=in_process, text_fields=text_fields)
     built = {name: validator_kind(spec).build(name, spec, services) for name, spec in specs.items()}
     return dict(sorted(built.items(), key=lambda item: specs[item[0]].runs_last))

@@ -28,6 +28,7 @@ class Sample:
     fields: dict[str, str] = field(default_factory=dict)
     turns: list[Turn] = field(default_factory=list)
     conversation: list[dict[str, str]] = field(default_factory=list)
+    prompts: dict[str, str] = field(default_factory=dict)  # the prompt each generate step sent
     verdicts: dict[str, Verdict] = field(default_factory=dict)
     checked: dict[str, tuple[str, Check]] = field(default_factory=dict)
     forked_at: set[int] = field(default_factory=set)

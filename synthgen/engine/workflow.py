@@ -17,7 +17,7 @@ from synthgen.engine.records import ChatMessage, Record, Reject, Seed, SeedResul
 from synthgen.engine.registry import step_kind
 from synthgen.engine.sample import Sample, StepFailed, render_or_fail
 from synthgen.engine.teacher import Completion, TeacherClient, TeacherRefused, TeacherUnavailable
-from synthgen.engine.validators.base import Check, Validator
+from synthgen.engine.validators.base import Check, Inputs, Validator
 
 CONTINUE_PROMPT = "Continue exactly where you stopped. Do not repeat anything you already wrote."
 
@@ -93,7 +93,7 @@ class WorkflowRunner:
         if previous is not None and previous[0] == fingerprint:
             return previous[1]
         try:
-            result = await validator.check(sample.context, self.record_id(sample))
+            result = await validator.check(Inputs(sample.context, sample.prompts), self.record_id(sample))
         except Exception as exc:  # noqa: BLE001 - a broken validator rejects with its reason, never the run
             raise StepFailed(f"validate:{name}", f"validator error: {type(exc).__name__}: {exc}") from None
         sample.checked[name] = (fingerprint, result)

@@ -34,6 +34,12 @@ def format_summary(summary: dict) -> str:
         )
     for validator in summary["validators"]:
         lines.append(f"validator {validator['validator']}: {validator['passed']}/{validator['checked']} passed")
+    for judge in summary.get("judges", []):
+        if judge["uninformative"]:
+            lines.append(f"judge {judge['judge']}: UNINFORMATIVE: scored {judge['mode']:g} on {judge['mode_share']:.0%} "
+                         f"of {judge['scored']} samples; its verdicts do not tell good from bad")
+        else:
+            lines.append(f"judge {judge['judge']}: {judge['scored']} scored, spread {judge['scores']}")
     for row in summary.get("contamination", []):
         lines.append(f"contamination {row['benchmark']}: {row['hits']} by {row['method']}")
     if summary["rejects_by_reason"]:

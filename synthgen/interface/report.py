@@ -90,6 +90,10 @@ def _overview(manifest: dict, summary: dict) -> str:
         ["tokens in / out", f"{summary['tokens_in']} / {summary['tokens_out']}"],
         ["cost (USD)", summary.get("cost_usd") if summary.get("cost_usd") is not None else "no price configured"],
     ]
+    for judge in summary.get("judges", []):
+        verdict = (f"UNINFORMATIVE: {judge['mode']:g} for {judge['mode_share']:.0%} of {judge['scored']} samples"
+                   if judge["uninformative"] else f"{judge['scored']} scored: {judge['scores']}")
+        rows.append([f"judge {judge['judge']}", verdict])
     return _table(["", ""], rows)
 
 

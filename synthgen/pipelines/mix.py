@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 from synthgen.engine.shingles import mix64
 from synthgen.config.errors import UserError
 from synthgen.config.recipe import Columns, Recipe, Source
-from synthgen.pipelines.tokens import counter
+from synthgen.engine.tokens import counter
 from synthgen.storage.layout import DATA, MANIFEST, committed_files, is_run
 
 log = logging.getLogger("synthgen")

@@ -256,6 +256,7 @@ def write_manifest(out: Path, workflow: WorkflowBase, seed_set: SeedSet, report:
         },
         "validators": summary["validators"],
         "contamination": summary["contamination"],
+        "judges": summary["judges"],
         "rejects_by_reason": summary["rejects_by_reason"],
         "shards": [
             {k: marker[k] for k in ("part", "records", "rejects", "files", "committed_at")} | {"seeds": len(marker["seed_ids"])}

@@ -81,7 +81,7 @@ class WorkflowWorker:
             for name, config in self.workflow.teachers.items()
         }
         services = Services(sandbox=self._open_sandbox, shared=lambda name: ActorState(self.shared_states[name]))
-        validators = build_validators(self.workflow.validators, services)
+        validators = build_validators(self.workflow, services)
         return WorkflowRunner(self.workflow, teachers, node=ray.get_runtime_context().get_node_id(), validators=validators)
 
     def _open_sandbox(self):

@@ -70,6 +70,11 @@ def summarize(con: duckdb.DuckDBPyConnection) -> dict:
            FROM (SELECT unnest(verdicts) AS v FROM rejects)
            WHERE NOT v.passed AND v.detail LIKE 'benchmark=%' GROUP BY ALL ORDER BY hits DESC, 1, 2"""
     ).fetchall()
+    scores = con.execute(
+        """SELECT v.validator, TRY_CAST(regexp_extract(v.detail, '^score (-?[0-9.]+)', 1) AS DOUBLE) AS score, count(*)
+           FROM (SELECT unnest(verdicts) AS v FROM data UNION ALL SELECT unnest(verdicts) AS v FROM rejects)
+           WHERE v.validator LIKE 'judge:%' GROUP BY ALL HAVING score IS NOT NULL ORDER BY 1, 2"""
+    ).fetchall()
     return {
         "seeds": scalar("SELECT count(DISTINCT seed_id) FROM (SELECT seed_id FROM data UNION ALL SELECT seed_id FROM rejects)"),
         "records": scalar("SELECT count(*) FROM data"),
@@ -93,7 +98,28 @@ def summarize(con: duckdb.DuckDBPyConnection) -> dict:
             for name, checked, passed in validators
         ],
         "contamination": [dict(zip(("benchmark", "method", "hits"), row)) for row in contamination],
+        "judges": judge_spread(scores),
     }
+
+
+# A judge that gives one score to this share of at least this many samples tells them apart no
+# better than a constant: a lazy or broken grader, whose verdicts should not be trusted.
+UNINFORMATIVE_SHARE, UNINFORMATIVE_MIN_SCORED = 0.9, 5
+
+
+def judge_spread(rows: list[tuple[str, float, int]]) -> list[dict]:
+    """Per judge step: how many samples it scored, its scores, and whether it is uninformative."""
+    histograms: dict[str, dict[float, int]] = {}
+    for validator, score, count in rows:
+        histograms.setdefault(validator.removeprefix("judge:"), {})[score] = count
+    spread = []
+    for judge, histogram in histograms.items():
+        scored = sum(histogram.values())
+        mode, mode_count = max(histogram.items(), key=lambda item: item[1])
+        spread.append({"judge": judge, "scored": scored, "scores": {f"{s:g}": n for s, n in histogram.items()},
+                       "mode": mode, "mode_share": round(mode_count / scored, 4),
+                       "uninformative": scored >= UNINFORMATIVE_MIN_SCORED and mode_count / scored >= UNINFORMATIVE_SHARE})
+    return spread
 
 
 def query(con: duckdb.DuckDBPyConnection, sql: str) -> str:

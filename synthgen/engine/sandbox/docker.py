@@ -12,7 +12,6 @@ import logging
 import os
 import socket
 import struct
-import time
 
 from synthgen.engine.sandbox.bwrap import AGENT_CAPS, INSIDE_AGENT_DIR, job_uid
 from synthgen.engine.sandbox.job import Limits

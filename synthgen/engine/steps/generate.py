@@ -46,12 +46,16 @@ class GenerateStep(AskingStep):
     def answer_format(self) -> str:
         return self.parse
 
+    def writes_text(self) -> bool:
+        return self.parse == "text"
+
 
 async def generate(runner, step: GenerateStep, sample: Sample) -> None:
     prompt = render_or_fail(step.prompt, sample.context, step.id)
     if step.conversation == "new":
         sample.conversation = opening(step, step.system, sample)
     sample.conversation.append({"role": "user", "content": prompt})
+    sample.prompts[step.id] = prompt
     options = {"stop": step.stop, "on_length": step.on_length, "max_continuations": step.max_continuations}
     sample.set(step.id, await answer(runner, step, sample, step.parse, "answer", options))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from synthgen.config.base import SEED_VARIABLE
@@ -22,12 +22,21 @@ class Check:
     fixable: bool = True
 
 
+@dataclass(frozen=True)
+class Inputs:
+    """What a validator sees of a sample: its fields (the seed under `seed`, then every step's
+    value in the order the steps made them) and the prompt each generate step sent."""
+
+    fields: dict[str, Any]
+    prompts: dict[str, str] = field(default_factory=dict)
+
+
 class Validator(Protocol):
     name: str
     # The fields the verdict depends on: an unchanged set of values is not checked twice.
     fields: tuple[str, ...]
 
-    async def check(self, fields: dict[str, Any], record_id: str) -> Check: ...
+    async def check(self, inputs: Inputs, record_id: str) -> Check: ...
 
 
 @dataclass
@@ -39,6 +48,8 @@ class Services:
 
     sandbox: Callable[[], Any] | None = None
     shared: Callable[[str], Any] | None = None
+    # The fields a teacher wrote as free text (what the text quality gates check by default).
+    text_fields: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -67,6 +78,34 @@ class InProcess:
             return function(*args)
 
         return call
+
+
+class TextGate:
+    """A validator that judges each checked free-text field on its own: a subclass says what is
+    wrong with one (`problem`), or overrides `check` when it needs the whole sample. The spec's
+    `fields`, else every field a teacher wrote as free text, are checked."""
+
+    passed = "ok"
+
+    def __init__(self, name: str, spec: Any, services: Services):
+        self.name, self.spec = name, spec
+        self.fields = tuple(spec.fields or services.text_fields)
+
+    async def check(self, inputs: Inputs, record_id: str = "") -> Check:
+        for name, text in named_texts(inputs.fields, self.fields).items():
+            problem = self.problem(name, text)
+            if problem is not None:
+                return problem
+        return Check(True, self.passed)
+
+    def problem(self, name: str, text: str) -> Check | None:
+        raise NotImplementedError
+
+
+def named_texts(fields: dict[str, Any], names: tuple[str, ...]) -> dict[str, str]:
+    """These fields (and no others) as text, those the sample has."""
+    texts = field_texts(fields, None)
+    return {name: texts[name] for name in names if name in texts}
 
 
 def field_texts(fields: dict[str, Any], names: list[str] | None) -> dict[str, str]:

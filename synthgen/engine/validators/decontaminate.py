@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field
 
@@ -10,7 +10,7 @@ from synthgen.config.decontamination import Decontamination
 from synthgen.config.errors import UserError
 from synthgen.config.kinds import ValidatorSpec, field_list_refs
 from synthgen.engine.references import Params, ReferenceIndex, ReferenceSetError
-from synthgen.engine.validators.base import Check, Services, ValidatorKind, field_texts
+from synthgen.engine.validators.base import Check, Inputs, ValidatorKind, field_texts
 
 
 class DecontaminateSpec(ValidatorSpec, Decontamination):
@@ -42,8 +42,8 @@ class DecontaminateCheck:
         self.fields = tuple(spec.fields or ())
         self.index = index_for(spec, f"validator {name}")
 
-    async def check(self, fields: dict[str, Any], record_id: str = "") -> Check:
-        texts = field_texts(fields, self.spec.fields)
+    async def check(self, inputs: Inputs, record_id: str = "") -> Check:
+        texts = field_texts(inputs.fields, self.spec.fields)
         for (field, _), hit in zip(texts.items(), self.index.check(list(texts.values()))):
             if hit is not None:
                 return Check(False, hit.describe(), f"the field '{field}' reproduces {hit.benchmark} item {hit.item_id} "

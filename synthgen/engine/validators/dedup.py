@@ -14,7 +14,7 @@ from pydantic import Field
 from synthgen.config.kinds import ValidatorSpec, field_list_refs
 from synthgen.engine.references import lsh_threshold
 from synthgen.engine.shingles import SHINGLE_WORDS, ngram_hashes, signatures, word_hashes
-from synthgen.engine.validators.base import Check, Services, ValidatorKind, field_texts
+from synthgen.engine.validators.base import Check, Inputs, Services, ValidatorKind, field_texts
 
 NUM_PERM = 128
 
@@ -100,8 +100,8 @@ class DedupCheck:
         self.fields = tuple(spec.fields or ())
         self.run_fingerprints = fingerprints_of_run
 
-    async def check(self, fields: dict[str, Any], record_id: str) -> Check:
-        text = "\n".join(field_texts(fields, self.spec.fields).values())
+    async def check(self, inputs: Inputs, record_id: str) -> Check:
+        text = "\n".join(field_texts(inputs.fields, self.spec.fields).values())
         [(digest, signature)] = fingerprints([text])
         first = await self.run_fingerprints.claim(record_id, digest, signature)
         if first is not None:

@@ -4,7 +4,7 @@ checked by a trusted reference implementation (differential testing)."""
 from __future__ import annotations
 
 import ast
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field, model_validator
 
@@ -13,7 +13,7 @@ from synthgen.config.errors import UserError
 from synthgen.config.kinds import ValidatorSpec
 from synthgen.engine.codenorm import code_parts
 from synthgen.engine.sandbox import AgentPool, Job, Limits, SandboxUnavailable, open_sandbox
-from synthgen.engine.validators.base import Check, Services, ValidatorKind
+from synthgen.engine.validators.base import Check, Inputs, Services, ValidatorKind
 
 MAX_CALLS = 20
 
@@ -54,8 +54,8 @@ class ExecCheck:
         self.fields = tuple(spec.field_refs().values())
         self.limits = Limits(wall_s=spec.timeout_s, cpu_s=max(1, int(spec.timeout_s)), memory_mb=spec.memory_mb)
 
-    async def check(self, fields: dict[str, Any], record_id: str = "") -> Check:
-        spec = self.spec
+    async def check(self, inputs: Inputs, record_id: str = "") -> Check:
+        spec, fields = self.spec, inputs.fields
         code = str(fields.get(spec.code, ""))
         if spec.calls:
             calls = example_calls(str(fields.get(spec.calls, "")))

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import ast
 import re
-from collections import Counter
 
 from synthgen.config.curate import CodeFilters, CurateConfig, TextFilters
+from synthgen.engine.textstats import duplicate_line_fraction, duplicate_ngram_fraction
 
 _WORD = re.compile(r"[A-Za-z]+")
 _STOPWORDS = frozenset(
@@ -40,8 +40,7 @@ def text_reason(text: str, rules: TextFilters, min_chars: int | None = None) -> 
     for phrase in rules.boilerplate:
         if phrase in lowered:
             return f"text: boilerplate ({phrase!r})"
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    if lines and 1 - len(set(lines)) / len(lines) > rules.max_duplicate_line_fraction:
+    if duplicate_line_fraction(text) > rules.max_duplicate_line_fraction:
         return f"text: over {rules.max_duplicate_line_fraction:.0%} duplicate lines"
     if duplicate_ngram_fraction(words) > rules.max_duplicate_ngram_fraction:
         return f"text: over {rules.max_duplicate_ngram_fraction:.0%} of characters in repeated 5-grams"
@@ -49,20 +48,6 @@ def text_reason(text: str, rules: TextFilters, min_chars: int | None = None) -> 
     if tokens and sum(t in _STOPWORDS for t in tokens) / len(tokens) < rules.min_stopword_ratio:
         return "text: not English prose (too few function words)"
     return None
-
-
-def duplicate_ngram_fraction(words: list[str], n: int = 5) -> float:
-    """Share of characters covered by word n-grams that occur more than once (Gopher's rule)."""
-    if len(words) < n + 1:
-        return 0.0
-    grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
-    repeated = {gram for gram, count in Counter(grams).items() if count > 1}
-    covered = [False] * len(words)
-    for i, gram in enumerate(grams):
-        if gram in repeated:
-            covered[i : i + n] = [True] * n
-    total = sum(len(w) for w in words)
-    return sum(len(w) for w, hit in zip(words, covered) if hit) / total if total else 0.0
 
 
 def code_reason(candidate: dict, rules: CodeFilters) -> str | None:
