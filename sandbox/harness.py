@@ -140,10 +140,12 @@ def run_calls(solution: types.ModuleType, reference: types.ModuleType, calls_pat
     the reference itself rejects (it raises) are bad inputs, not tests."""
     with open(calls_path, encoding="utf-8") as handle:
         calls = [line.strip() for line in handle if line.strip()]
+    answers = set()
     for call in calls:
         expected, failure = _evaluate(call, reference.__dict__)
         if failure is not None:
             continue
+        answers.add(_short(expected))
         got, failure = _evaluate(call, solution.__dict__)
         if failure is not None:
             report.add(call, f"{call} raised, the reference returned {expected!r}:\n{failure}")
@@ -153,6 +155,10 @@ def run_calls(solution: types.ModuleType, reference: types.ModuleType, calls_pat
             report.add(call, None)
     if not report.outcomes:
         report.finish("tests", f"no usable calls: none of the {len(calls)} calls runs on the reference implementation")
+    if len(report.outcomes) > 1 and len(answers) == 1:
+        # Every call expects the same answer: a function returning that constant would pass.
+        report.finish("tests", f"the calls do not tell implementations apart: all {len(report.outcomes)} expect "
+                               f"{next(iter(answers))}; calls with other inputs are needed")
     report.finish("done")
 
 

@@ -318,3 +318,17 @@ def test_varied_calls_catch_what_the_teachers_calls_miss():
         assert pool.run(Job.with_calls(buggy, ["clamp(9, 0, 10)"], reference)).status == "passed"
         caught = pool.run(Job.with_calls(buggy, varied(["clamp(9, 0, 10)"]), reference))
         assert caught.status == "failed" and "clamp(10, 0, 10)" in caught.failed_tests
+
+
+def test_calls_that_all_expect_one_answer_prove_nothing():
+    """Seen in a demo: every call searched an empty list, all expected -1, and a wrong
+    binary_search passed six tests. Such calls are the tests' fault, not the solution's."""
+    reference = "def search(items, target):\n    return items.index(target) if target in items else -1\n"
+    wrong = "def search(items, target):\n    return -1\n"
+    with open_sandbox("bwrap") as pool:
+        from synthgen.engine.sandbox import Job
+
+        vacuous = pool.run(Job.with_calls(wrong, ["search([], 3)", "search([], 0)", "search([], -1)"], reference))
+        assert vacuous.status == "error" and vacuous.broken == "tests" and "do not tell implementations apart" in vacuous.reason
+        telling = pool.run(Job.with_calls(wrong, ["search([], 3)", "search([3, 4], 4)"], reference))
+        assert telling.status == "failed" and telling.failed_tests == ["search([3, 4], 4)"]
