@@ -155,6 +155,7 @@ class ReferenceIndex:
         for name in self.ARRAYS:
             setattr(self, name, arrays[name])
         self.ngram_filter = _bitmap(self.ngram_keys)
+        self.quote_filter = _bitmap(self.quote_keys)
         self.lsh = _lsh(self.signatures, params)
 
     @classmethod
@@ -241,25 +242,27 @@ class ReferenceIndex:
         return counts
 
     def _quote(self, words: Segmented, hits: list[Hit | None]) -> None:
-        """Flag texts that contain a benchmark sentence or line word for word."""
+        """Flag texts that contain a benchmark sentence word for word."""
         n = self.params.quote_words
         if not n or not len(self.quote_keys):
             return
-        grams, starts = ngram_hashes(words, n), ngram_starts(words, n)
-        low = np.searchsorted(self.quote_keys, grams.values, side="left")
-        high = np.searchsorted(self.quote_keys, grams.values, side="right")
-        owners = grams.owners
-        for gram in np.flatnonzero(high > low):
-            doc = int(owners[gram])
-            if hits[doc] is not None:
-                continue
-            end_of_doc = words.offsets[doc + 1]
-            for quote in range(low[gram], high[gram]):
+        grams = ngram_hashes(words, n)
+        candidates = np.flatnonzero(_maybe_present(grams.values, self.quote_filter))
+        low = np.searchsorted(self.quote_keys, grams.values[candidates], side="left")
+        low[low >= len(self.quote_keys)] = len(self.quote_keys) - 1
+        matched = self.quote_keys[low] == grams.values[candidates]
+        if not matched.any():
+            return
+        starts = ngram_starts(words, n)  # only now: it costs a pass over every word
+        doc_of = np.searchsorted(words.offsets, starts, side="right") - 1
+        for gram, first in zip(candidates[matched].tolist(), low[matched].tolist()):
+            start, doc = int(starts[gram]), int(doc_of[gram])
+            quote = first
+            while hits[doc] is None and quote < len(self.quote_keys) and self.quote_keys[quote] == grams.values[gram]:
                 expected = self.quote_words[self.quote_offsets[quote] : self.quote_offsets[quote + 1]]
-                start = starts[gram]
-                if start + len(expected) <= end_of_doc and np.array_equal(words.values[start : start + len(expected)], expected):
+                if start + len(expected) <= words.offsets[doc + 1] and np.array_equal(words.values[start : start + len(expected)], expected):
                     hits[doc] = self._hit(int(self.quote_owner[quote]), "quote", 1.0)
-                    break
+                quote += 1
 
     def _minhash(self, words: Segmented, hits: list[Hit | None], worth_asking: np.ndarray) -> None:
         from datasketch import LeanMinHash

@@ -14,6 +14,7 @@ signatures, all computed with numpy over the whole batch at once (no Python loop
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,9 +48,16 @@ class Segmented:
     values: np.ndarray
     offsets: np.ndarray
 
-    @property
+    @functools.cached_property
     def owners(self) -> np.ndarray:
         return np.repeat(np.arange(len(self.offsets) - 1), np.diff(self.offsets))
+
+    @functools.cached_property
+    def gram_prefix(self) -> np.ndarray:
+        """Prefix sums of values[j] * M^-j, shared by the n-grams of every n."""
+        _, inverse = _power_tables(len(self.values) + 1, _GRAM_MULTIPLIER)
+        with np.errstate(over="ignore"):
+            return np.concatenate(([np.uint64(0)], np.cumsum(self.values * inverse[: len(self.values)])))
 
     def of(self, doc: int) -> np.ndarray:
         return self.values[self.offsets[doc] : self.offsets[doc + 1]]
@@ -93,9 +101,9 @@ def ngram_hashes(words: Segmented, n: int) -> Segmented:
     if count <= 0:
         return Segmented(np.zeros(0, dtype=np.uint64), np.zeros(docs + 1, dtype=np.int64))
     # sum_k values[i+k] * M^(n-1-k) for every i at once, from one prefix sum of values[j] * M^-j.
-    powers, inverse = _power_tables(len(values) + 1, _GRAM_MULTIPLIER)
+    powers, _ = _power_tables(len(values) + 1, _GRAM_MULTIPLIER)
+    prefix = words.gram_prefix
     with np.errstate(over="ignore"):
-        prefix = np.concatenate(([np.uint64(0)], np.cumsum(values * inverse[: len(values)])))
         grams = (prefix[n : n + count] - prefix[:count]) * powers[n - 1 : n - 1 + count]
     inside = owners[:count] == owners[n - 1 :]
     grams, gram_owners = mix64(grams[inside]), owners[:count][inside]
