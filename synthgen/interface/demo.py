@@ -55,6 +55,10 @@ def _demo_mixture(out: Path, rows) -> None:
     """A 30/40/20/10 mixture of the demo's runs and the shipped Q&A seeds (as acquired data);
     a run that accepted nothing on its small slice is left out, and the line says so."""
     empty = [name for name, report in rows if name in DEMO_MIX and not report.summary["records"]]
+    if len(empty) == len(DEMO_MIX):  # the shipped Q&A repeated 100 times is no mixture
+        print(f"mixture: none: no workflow accepted a record on this slice ({', '.join(empty)}); "
+              "a stronger teacher (--teacher-url) or more seeds give one")
+        return
     sources = [{"name": name, "path": str(out / name), "weight": weight, "max_repeat": 100}
                for name, weight in DEMO_MIX.items() if name not in empty]
     sources.append({"name": "acquired_qa", "path": str(REPOSITORY / "seeds" / "qa.jsonl"),
