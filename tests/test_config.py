@@ -207,3 +207,10 @@ def test_every_kind_keeps_the_workflow_hash_of_earlier_releases(tmp_path):
 def test_unknown_step_keys_list_the_kinds_own_keys_first(tmp_path):
     message = _error(tmp_path, VALID.replace("  - id: second\n", "  - id: second\n    from: first\n    pares: json\n"))
     assert "unknown key 'pares' in steps[1]; valid keys: id, from, parse, pattern, json_schema" in message
+
+
+def test_validator_key_and_kind_mistakes_name_the_valid_choices(tmp_path):
+    with_validators = VALID.replace("messages:", "validators:\n  dedup: {jacard: 0.5}\nmessages:")
+    assert ":10: unknown key 'jacard' in validators.dedup; valid keys: fields, jaccard, kind" in _error(tmp_path, with_validators)
+    message = _error(tmp_path, with_validators.replace("dedup: {jacard: 0.5}", "mine: {kind: nope}"))
+    assert ":10: validators.mine: unknown kind 'nope'; valid kinds: " in message and "novelty" in message and "exec" in message

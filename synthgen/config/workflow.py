@@ -217,9 +217,14 @@ def workflow_model(step_specs: dict[str, tuple[type[StepSpec], str | None]], val
                     return f"<{name}>"
         return f"<{unmarked[0]}>"
 
+    def validator_kind(value: Any) -> str:
+        kind = value.kind if isinstance(value, BaseModel) else value.get("kind") if isinstance(value, dict) else None
+        return f"<{kind}>"
+
     # Tags are bracketed so they never collide with a key: error locations drop them.
     step = Annotated[Union[tuple(Annotated[spec, Tag(tag)] for spec, tag in tag_of.items())], Discriminator(step_kind)]
-    validator = validator_specs[0] if len(validator_specs) == 1 else Annotated[Union[tuple(validator_specs)], Field(discriminator="kind")]
+    validator_tags = [Annotated[spec, Tag(f"<{spec.model_fields['kind'].default}>")] for spec in validator_specs]
+    validator = validator_specs[0] if len(validator_specs) == 1 else Annotated[Union[tuple(validator_tags)], Discriminator(validator_kind)]
     base = WorkflowBase.model_fields
     return create_model(
         "Workflow",

@@ -130,7 +130,10 @@ def describe_error(model: type[BaseModel], source: LocatedYaml, error: dict[str,
         field = parent.model_fields.get(str(loc[-1])) if parent else None
         why = f" ({field.description})" if field is not None and field.description else ""
         return f"{source.where(loc[:-1])}: missing required key '{dotted}'{why}"
-    message = error["msg"]
+    if kind == "union_tag_invalid":  # a validator `kind:` (or a name) that no kind module declares
+        tags = ", ".join(tag.strip(" '<>") for tag in str(error["ctx"]["expected_tags"]).split(","))
+        return f"{source.where(loc)}: {dotted}: unknown kind '{str(error['ctx']['tag']).strip('<>')}'; valid kinds: {tags}"
+    message = re.sub(r"'<([^'>]*)>'", r"'\1'", error["msg"])  # union tags, as the YAML spells them
     if message.startswith("Value error, "):
         message = message[len("Value error, "):]
         # Cross-field checks run on the whole model; they name the place as a dotted prefix.
