@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from dataclasses import replace
 from types import ModuleType
 from typing import Any
 
@@ -71,16 +72,14 @@ def build_validators(workflow: WorkflowBase, services: Services) -> dict[str, Va
     """The workflow's validators, ready, by name, those that run last at the end. Without a host
     for shared state (`services.shared`), each validator's run-wide state lives in this process."""
     specs = workflow.validators
-    text_fields = tuple(step.id for step in workflow.steps if step.writes_text())
-    services = Services(sandbox=services.sandbox, shared=services.shared, text_fields=text_fields)
-    if services.shared is None:
-        states: dict[str, InProcess] = {}
+    states: dict[str, InProcess] = {}
 
-        def in_process(name: str) -> InProcess:
-            if name not in states:
-                states[name] = InProcess(shared_state(specs[name]))
-            return states[name]
+    def in_process(name: str) -> InProcess:
+        if name not in states:
+            states[name] = InProcess(shared_state(specs[name]))
+        return states[name]
 
-        services = Services(sandbox=services.sandbox, shared=in_process, text_fields=text_fields)
+    services = replace(services, shared=services.shared or in_process,
+                       text_fields=tuple(step.id for step in workflow.steps if step.writes_text()))
     built = {name: validator_kind(spec).build(name, spec, services) for name, spec in specs.items()}
     return dict(sorted(built.items(), key=lambda item: specs[item[0]].runs_last))

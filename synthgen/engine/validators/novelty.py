@@ -12,7 +12,7 @@ from pydantic import Field
 from synthgen.config.base import SEED_VARIABLE
 from synthgen.config.kinds import ValidatorSpec, field_list_refs
 from synthgen.engine.textstats import copied_fraction
-from synthgen.engine.validators.base import Check, Inputs, TextGate, ValidatorKind, field_texts, named_texts
+from synthgen.engine.validators.base import Check, Inputs, TextGate, ValidatorKind, field_texts
 
 
 class NoveltySpec(ValidatorSpec):
@@ -36,7 +36,7 @@ class NoveltyCheck(TextGate):
         texts = field_texts(inputs.fields, None)
         order = list(texts)
         seed = inputs.fields.get(SEED_VARIABLE) or {}
-        for name in named_texts(inputs.fields, self.fields):
+        for name in (field for field in self.fields if field in texts):
             against = self.spec.against
             sources = {"the seed": str(seed.get("text", ""))} if "seed" in against else {}
             if "fields" in against:
