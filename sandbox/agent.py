@@ -36,6 +36,9 @@ import time
 import traceback
 import unittest  # noqa: F401
 
+import untrusted  # noqa: F401 - the harness's two sides, preloaded like the modules above
+import wire  # noqa: F401
+
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_PDEATHSIG = 1

@@ -66,7 +66,7 @@ def test_runs_code_and_reports_failing_tests(pool):
 def test_early_exit_is_not_a_pass(pool):
     """Solution code that exits 0 before any test runs must not count as passing."""
     result = pool.run(Job.with_tests("import os\nos._exit(0)\n", "def test_x():\n    assert False\n"))
-    assert result.status == "error" and "no valid report" in result.reason
+    assert result.status == "error" and result.broken == "solution" and "ended (exit code 0)" in result.reason
 
 
 def test_forged_report_is_not_a_pass(pool):
