@@ -36,10 +36,8 @@ import time
 import traceback
 import unittest  # noqa: F401
 
-import untrusted  # noqa: F401 - the harness's two sides, preloaded like the modules above
-import wire  # noqa: F401
-
 PR_SET_CHILD_SUBREAPER = 36
+PR_SET_DUMPABLE = 4
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_PDEATHSIG = 1
 PR_SET_SECCOMP = 22
@@ -370,6 +368,9 @@ def main() -> None:
     for name in ("SYNTHGEN_JOB_UID", "SYNTHGEN_WORK_ROOT", "SYNTHGEN_ISOLATED", "SYNTHGEN_SYSCALL_FILTER"):
         os.environ.pop(name, None)
     prctl(PR_SET_CHILD_SUBREAPER, 1)
+    # Jobs may run under the agent's own uid (bwrap): not dumpable, its /proc/<pid>/fd and memory
+    # are closed to them, so no job can open the pipe a test report travels on.
+    prctl(PR_SET_DUMPABLE, 0)
     # glibc reserves 64 MB of address space per thread arena: under RLIMIT_AS a job could not
     # start a handful of threads. Two arenas are plenty for test code.
     _libc.mallopt(M_ARENA_MAX, 2)

@@ -59,6 +59,7 @@ import wire  # noqa: E402
 
 MAX_TRACEBACK = 4000
 CLOSE_GRACE_S = 0.5
+NOT_IMPORTED = frozenset({"antigravity", "this", "idlelib", "tkinter", "turtle", "turtledemo"})
 PR_SET_DUMPABLE = 4
 HOME = os.path.dirname(os.path.abspath(__file__))
 ASSERTION_COUNTER = "__synthgen_assertion__"
@@ -112,7 +113,7 @@ class Solution:
         os.close(solution_reads)
         os.close(solution_writes)
         self.endpoint = wire.Endpoint(wire.Channel(tests_read, tests_write),
-                                      wire.Objects("t", self._remote, public_only=True, reference=_reference_of))
+                                      wire.Objects("t", self._remote, callbacks_only=True, reference=_reference_of))
         self.remotes: dict[int, Remote] = {}
         self.mirrors: dict[int, type] = {}
         self.gone: str | None = None
@@ -139,12 +140,31 @@ class Solution:
         return names
 
     def ask(self, op: str, target: int, **fields):
-        reply = self._exchange({"op": op, "target": target, **fields})
+        return self._settle(self._exchange({"op": op, "target": target, **fields}), state=op == "snapshot")
+
+    def call(self, target: int, args: tuple, kwargs: dict):
+        """Call a solution function; lists, dicts and sets it changed in place change here too."""
+        reply = self._exchange({"op": "call", "target": target, "args": self.encode(list(args)),
+                                "kwargs": self.encode(dict(kwargs))})
+        value = self._settle(reply)
+        changed = reply.get("changed")
+        for key, arg in [*enumerate(args), *kwargs.items()] if isinstance(changed, dict) else ():
+            if type(arg) in wire.MUTABLE and str(key) in changed:
+                _update_in_place(arg, self._decode(changed[str(key)]))
+        return value
+
+    def encode(self, value):
+        try:
+            return self.endpoint.objects.encode(value)
+        except wire.ProtocolError as exc:
+            raise TypeError(f"cannot pass this to the solution: {exc}") from None
+
+    def _settle(self, reply: dict, state: bool = False):
         if reply.get("re") == "stop":
             raise StopIteration
         if reply.get("re") == "raise":
             raise self._exception(reply.get("error") or {})
-        return self._decode(reply.get("value"), state=op == "snapshot")
+        return self._decode(reply.get("value"), state=state)
 
     def _exchange(self, message: dict) -> dict:
         if self.gone:
@@ -234,6 +254,16 @@ def _become_solution(path: str, read_fd: int, write_fd: int, tests_ends: tuple[i
         os._exit(0)
 
 
+def _update_in_place(arg, new) -> None:
+    if type(new) is not type(arg) or new == arg:
+        return
+    if isinstance(arg, (list, bytearray)):
+        arg[:] = new
+    else:
+        arg.clear()
+        arg.update(new)
+
+
 def _reference_of(obj) -> dict | None:
     if isinstance(obj, Remote):
         return {"$": "handle", "side": "s", "id": object.__getattribute__(obj, "_info")["id"]}
@@ -269,10 +299,7 @@ class Remote:
         return self._solution.ask(op, self._info["id"], **fields)
 
     def _encode(self, value):
-        try:
-            return self._solution.endpoint.objects.encode(value)
-        except wire.ProtocolError as exc:
-            raise TypeError(f"cannot pass this to the solution: {exc}") from None
+        return self._solution.encode(value)
 
     def _trusted(self, result, level: int = INSTANCE):
         if isinstance(result, Remote) and result._trust < level:
@@ -288,7 +315,7 @@ class Remote:
         return f"a {self._info.get('type', '?')} object of the solution's"
 
     def __call__(self, *args, **kwargs):
-        result = self._ask("call", args=self._encode(list(args)), kwargs=self._encode(dict(kwargs)))
+        result = self._solution.call(self._info["id"], args, kwargs)
         return self._trusted(result) if self._trust == CLASS else result
 
     def __getattr__(self, name):
@@ -375,8 +402,11 @@ class Remote:
                                  f"is not trusted; return a list, set or dict")) from exc
         return any(element is item or element == item for element in iterator)
 
-    def _state(self):
-        return self._ask("snapshot")
+    def _state(self) -> wire.State:
+        state = self._ask("snapshot")
+        if not isinstance(state, wire.State):
+            raise self._solution._broke("an object's snapshot is not an object's state")
+        return state
 
     def __eq__(self, other):
         if isinstance(other, Remote):
@@ -518,7 +548,10 @@ def clashes(names: set[str], tests: TestsFile, defined_by_solution: set[str]) ->
 
 def _local_module(name: str):
     """A module the solution imported, imported here instead: the tests must not use the
-    solution's copy (it may have patched it)."""
+    solution's copy (it may have patched it). Standard library only: importing runs its code
+    here, and the solution chose the name."""
+    if name.split(".")[0] not in sys.stdlib_module_names or name.split(".")[0] in NOT_IMPORTED:
+        return None
     try:
         module = importlib.import_module(name)
     except Exception:  # noqa: BLE001
@@ -527,18 +560,18 @@ def _local_module(name: str):
     return None if where.startswith(os.path.realpath(_WORK) + os.sep) else module
 
 
-def tests_namespace(names: dict, tests: TestsFile | None, classes: set[str]) -> dict:
-    """What the tests see of the solution: its names, with modules imported here and the classes
-    the tests name trusted to build objects."""
+def tests_namespace(names: dict, mentioned: set[str], classes: set[str]) -> dict:
+    """What the tests see of the solution: its names, with the modules they use imported here
+    and the classes they name trusted to build objects."""
     visible = {}
     for name, value in names.items():
         if isinstance(value, Remote):
             info = value._info
             if info.get("kind") == "module":
-                value = _local_module(str(info.get("module", "")))
+                value = _local_module(str(info.get("module", ""))) if name in mentioned else None
                 if value is None:
                     continue
-            elif info.get("kind") == "class" and name in classes and (tests is None or name in tests.mentioned):
+            elif info.get("kind") == "class" and name in classes and name in mentioned:
                 object.__setattr__(value, "_trust", CLASS)
         visible[name] = value
     return visible
@@ -640,7 +673,7 @@ def run_tests(solution: Solution, names: dict, tests: TestsFile, defined: set[st
         report.add("<names>", reason)
         report.finish("done")
     checks = Checks(solution)
-    visible = tests_namespace(names, tests, classes)
+    visible = tests_namespace(names, tests.mentioned, classes)
     namespace = {**visible, "__name__": "tests", "__builtins__": builtins, ASSERTION_COUNTER: checks}
     module = types.ModuleType("solution")
     module.__dict__.update(visible)
@@ -681,7 +714,8 @@ def run_calls(solution: Solution, names: dict, calls: list[str], reference_sourc
         exec(compile(reference_source, reference_path, "exec"), reference)  # noqa: S102 - trusted reference
     except BaseException as exc:  # noqa: BLE001
         report.finish("reference", _failure(exc))
-    visible = tests_namespace(names, None, set())
+    mentioned = {node.id for call in calls for node in ast.walk(_parse_call(call)) if isinstance(node, ast.Name)}
+    visible = tests_namespace(names, mentioned, set())
     answers = set()
     for call in calls:
         expected, failure = _evaluate(call, reference)
@@ -702,6 +736,13 @@ def run_calls(solution: Solution, names: dict, calls: list[str], reference_sourc
         report.finish("tests", f"the calls do not tell implementations apart: all {len(report.outcomes)} expect "
                                f"{next(iter(answers))}; calls with other inputs are needed")
     report.finish("done")
+
+
+def _parse_call(call: str) -> ast.AST:
+    try:
+        return ast.parse(call, mode="eval")
+    except SyntaxError:
+        return ast.Module(body=[], type_ignores=[])
 
 
 def _evaluate(call: str, namespace: dict) -> tuple[object, str | None]:

@@ -16,7 +16,7 @@ import wire
 
 class Callback:
     """An object of the tests' side that the tests passed to the solution (a key function, a
-    generator): the solution may call it, iterate it and read its public attributes."""
+    generator): the solution may call it, iterate it and index it."""
 
     __slots__ = ("_endpoint", "_info")
 
@@ -41,9 +41,6 @@ class Callback:
     def __call__(self, *args, **kwargs):
         encode = self._endpoint.objects.encode
         return self._ask("call", args=encode(list(args)), kwargs=encode(dict(kwargs)))
-
-    def __getattr__(self, name):
-        return self._ask("getattr", name=name)
 
     def __iter__(self):
         return self._ask("iter")

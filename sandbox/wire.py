@@ -26,6 +26,7 @@ MAX_MESSAGE = 32 * 2**20
 MAX_DEPTH = 100
 # Python refuses to print ints of more than 4300 digits; past this size they cross in hex.
 HEX_INT_BITS = 4000 * 3
+MUTABLE = (list, dict, set, bytearray)
 PLAIN_BASES = (bool, int, float, complex, str, bytes, bytearray, tuple, list, dict, set, frozenset)
 
 
@@ -264,16 +265,18 @@ def _fields_of(obj) -> dict:
 class Objects:
     """This side's objects the other side holds handles to, and the requests it may make on them.
 
-    `public_only` is the tests' side: the solution may call back what the tests passed it, iterate
-    it and read its public attributes, and nothing else."""
+    `callbacks_only` is the tests' side: the solution may call what the tests passed it (a key
+    function, a generator), iterate it, index it, and nothing else: no attributes, since a public
+    attribute path leads from a generator to its frame's globals and from there anywhere. Its
+    errors come back without a traceback, which would quote the tests' lines."""
 
-    PUBLIC_OPS = frozenset({"call", "getattr", "iter", "next", "len", "bool", "repr", "str", "hash", "getitem"})
+    CALLBACK_OPS = frozenset({"call", "iter", "next", "len", "bool", "repr", "str", "hash", "getitem"})
 
-    def __init__(self, side: str, proxy, public_only: bool = False, reference=None):
+    def __init__(self, side: str, proxy, callbacks_only: bool = False, reference=None):
         self.side = side
         self.proxy = proxy  # info -> local stand-in for an object of the other side
         self.reference = reference or (lambda obj: None)  # a stand-in -> the other side's handle
-        self.public_only = public_only
+        self.callbacks_only = callbacks_only
         self.by_id: dict[int, object] = {}
         self.ids: dict[int, int] = {}
 
@@ -305,23 +308,37 @@ class Objects:
     def serve(self, message: dict) -> dict:
         op = message.get("op")
         try:
-            if self.public_only and (op not in self.PUBLIC_OPS or str(message.get("name", "")).startswith("_")):
-                raise PermissionError(f"{op} {message.get('name', '')}: not allowed on the tests' objects".strip())
+            if self.callbacks_only and op not in self.CALLBACK_OPS:
+                raise PermissionError(f"{op}: not allowed on the tests' objects")
             target = self.by_id[message["target"]]
             if op == "next":
                 try:
                     return {"re": "ok", "value": self.encode(next(target))}
                 except StopIteration:
                     return {"re": "stop"}
-            value = snapshot(target) if op == "snapshot" else self.encode(_perform(op, target, message, self.decode))
-            return {"re": "ok", "value": value}
+            if op == "snapshot":
+                return {"re": "ok", "value": snapshot(target)}
+            if op == "call":
+                return self._call(target, message)
+            return {"re": "ok", "value": self.encode(_perform(op, target, message, self.decode))}
         except BaseException as exc:  # noqa: BLE001 - everything the code raises goes back to the caller
             return {"re": "raise", "error": self.describe_error(exc)}
+
+    def _call(self, target, message: dict) -> dict:
+        """Call, and send back the arguments the call changed in place (a list it sorted)."""
+        args = self.decode(message.get("args", []))
+        kwargs = self.decode(message.get("kwargs", {"$": "dict", "v": []}))
+        value = self.encode(target(*args, **kwargs))
+        changed = {str(key): self.encode(arg) for key, arg in [*enumerate(args), *kwargs.items()]
+                   if type(arg) in MUTABLE}
+        return {"re": "ok", "value": value, "changed": changed}
 
     def describe_error(self, exc: BaseException) -> dict:
         import traceback
 
         kind = type(exc)
+        if self.callbacks_only:
+            return {"type": kind.__name__, "builtin": kind.__module__ == "builtins", "text": _safe_str(exc)}
         try:
             args = encode(exc.args, repr)
         except Exception:  # noqa: BLE001
@@ -362,8 +379,6 @@ def _perform(op: str, target, message: dict, decode_value):
     import operator
 
     name = message.get("name")
-    if op == "call":
-        return target(*decode_value(message.get("args", [])), **decode_value(message.get("kwargs", {"$": "dict", "v": []})))
     if op == "getattr":
         return getattr(target, name)
     if op == "setattr":
