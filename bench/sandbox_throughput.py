@@ -1,7 +1,9 @@
 """Sandbox throughput per backend: executions per second and latency percentiles.
 
-Per backend: 1,000 tiny passing snippets, then 200 mixed ones (a failing test, a timeout, a
-crash, passing tests), all submitted at once to a pool of SLOTS warm agents (one per core).
+Per backend: 1,000 tiny passing snippets, 500 solutions checked by the test harness (a test
+function with five asserts: the solution runs in its own process, the tests in another), then 200
+mixed ones (a failing test, a timeout, a crash, passing tests), all submitted at once to a pool
+of SLOTS warm agents (one per core).
 
     python bench/sandbox_throughput.py                    # every backend that can run here
     python bench/sandbox_throughput.py --backends bwrap --tiny 2000
@@ -24,6 +26,7 @@ from synthgen.engine.sandbox import Job, Limits, SandboxUnavailable, open_sandbo
 SLOTS = os.cpu_count() or 2
 LIMITS = Limits(wall_s=0.5, cpu_s=1, memory_mb=256)
 SOLUTION = "def add(a, b):\n    return a + b\n"
+TESTS = "def test_add():\n" + "".join(f"    assert add({i}, 3) == {i + 3}\n" for i in range(5))
 
 
 def mixed_jobs(count: int) -> list[Job]:
@@ -68,6 +71,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backends", default="bwrap,docker,process")
     parser.add_argument("--tiny", type=int, default=1000)
+    parser.add_argument("--tested", type=int, default=500)
     parser.add_argument("--mixed", type=int, default=200)
     args = parser.parse_args()
     print(f"{SLOTS} slots (one per core); tiny = print(1); mixed = pass/fail/crash/syntax error, 5% timeouts at 0.5 s")
@@ -80,7 +84,9 @@ def main() -> None:
             continue
         with pool:
             measure(pool, [Job.script("print(1)\n", LIMITS)] * 50)  # warm caches
-            for label, jobs in (("tiny", [Job.script("print(1)\n", LIMITS)] * args.tiny), ("mixed", mixed_jobs(args.mixed))):
+            for label, jobs in (("tiny", [Job.script("print(1)\n", LIMITS)] * args.tiny),
+                                ("tests", [Job.with_tests(SOLUTION, TESTS, LIMITS)] * args.tested),
+                                ("mixed", mixed_jobs(args.mixed))):
                 figures = measure(pool, jobs)
                 print(
                     f"{backend:8} {label:5} {figures['jobs']:5d} jobs  {figures['per_s']:7.1f}/s  "

@@ -15,8 +15,6 @@ answer the innermost open request. Standard library only.
 
 from __future__ import annotations
 
-import decimal
-import fractions
 import json
 import os
 import struct
@@ -27,6 +25,8 @@ MAX_DEPTH = 100
 # Python refuses to print ints of more than 4300 digits; past this size they cross in hex.
 HEX_INT_BITS = 4000 * 3
 MUTABLE = (list, dict, set, bytearray)
+# Checked by name: importing decimal and fractions costs more than a whole test run.
+EXACT_NUMBERS = {("decimal", "Decimal"), ("fractions", "Fraction")}
 PLAIN_BASES = (bool, int, float, complex, str, bytes, bytearray, tuple, list, dict, set, frozenset)
 
 
@@ -120,7 +120,7 @@ def encode(value, handle, depth: int = 0, active: set | None = None):
         return value if value.bit_length() <= HEX_INT_BITS else {"$": "int", "v": hex(value)}
     if kind is float:
         return value
-    if kind in (decimal.Decimal, fractions.Fraction):
+    if (kind.__module__, kind.__name__) in EXACT_NUMBERS:
         return {"$": kind.__name__.lower(), "v": str(value)}
     base = next((b for b in PLAIN_BASES if isinstance(value, b)), None)
     if base is None or depth > MAX_DEPTH or id(value) in active:
@@ -175,8 +175,12 @@ def decode(data, resolve, depth: int = 0, state: bool = False):
         if tag == "int":
             return int(body, 16)
         if tag == "decimal":
+            import decimal
+
             return decimal.Decimal(body)
         if tag == "fraction":
+            import fractions
+
             return fractions.Fraction(body)
         if tag == "complex":
             return complex(float(body[0]), float(body[1]))

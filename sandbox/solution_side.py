@@ -1,4 +1,5 @@
-"""The solution's process: loads the solution and answers the tests' requests on it.
+"""The test harness's untrusted side: the solution's own process, which loads the solution and
+answers the tests' requests on it.
 
 Everything here runs next to the solution's code, so nothing here is trusted: the tests' side
 takes only plain values and handles from this process, and decides every verdict itself.
