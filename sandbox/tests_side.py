@@ -68,8 +68,10 @@ class SolutionGone(BaseException):
     `except Exception` must not swallow it."""
 
 
-class Refused(TypeError):
-    """The tests applied an operator to a solution object whose own answer cannot be trusted."""
+class Refused(BaseException):
+    """The tests applied an operator to a solution object whose own answer cannot be trusted. A
+    BaseException, so `assertRaises(TypeError)` or `except Exception` in the tests cannot take it
+    for the error they expect; the test fails even if they catch it anyway."""
 
 
 def _blame(exc: BaseException, remote_traceback: str = "") -> BaseException:
@@ -106,6 +108,7 @@ class Solution:
         self.remotes: dict[int, Remote] = {}
         self.mirrors: dict[int, type] = {}
         self.gone: str | None = None
+        self.refusals: list[str] = []
         self.requests = 0
 
     def close(self) -> None:
@@ -165,6 +168,11 @@ class Solution:
         except wire.ProtocolError as exc:
             raise self._broke(str(exc)) from None
 
+    def refuse(self, why: str) -> BaseException:
+        """A check the solution's object cannot be trusted to answer: the test fails, whatever it catches."""
+        self.refusals.append(why)
+        return _blame(Refused(why))
+
     def _broke(self, why: str) -> BaseException:
         self.gone = f"the solution's process broke the protocol: {why}"
         try:
@@ -192,9 +200,7 @@ class Solution:
         `assertRaises(TheirError)` work on what the solution raises."""
         key = info["id"]
         if key not in self.mirrors:
-            base = getattr(builtins, str(info.get("base")), None)
-            if not (isinstance(base, type) and issubclass(base, Exception)):
-                base = Exception
+            base = _builtin_exception(str(info.get("base"))) or Exception
             name = str(info.get("name") or "SolutionError")
             self.mirrors[key] = type(name if name.isidentifier() else "SolutionError", (base,), {"__module__": "solution"})
         return self.mirrors[key]
@@ -202,11 +208,13 @@ class Solution:
     def _exception(self, error: dict) -> BaseException:
         name, text = str(error.get("type", "Exception")), str(error.get("text", ""))[:2000]
         remote_traceback = _trim_traceback(str(error.get("traceback", "")))
-        kind = getattr(builtins, name, None) if error.get("builtin") is True else None
-        if not (isinstance(kind, type) and issubclass(kind, Exception)):
-            described = error.get("class")
-            kind = (self._mirror(described) if isinstance(described, dict) and described.get("kind") == "exception"
-                    and isinstance(described.get("id"), int) else None)
+        described = error.get("class")
+        if error.get("builtin") is True:
+            kind = _builtin_exception(name)
+        elif isinstance(described, dict) and described.get("kind") == "exception" and isinstance(described.get("id"), int):
+            kind = self._mirror(described)
+        else:
+            kind = None
         if kind is None:
             return _blame(SolutionError(f"{name}: {text}" if name.isidentifier() else text), remote_traceback)
         try:
@@ -215,6 +223,16 @@ class Solution:
         except Exception:  # noqa: BLE001 - args the class does not take
             exc = kind(text)
         return _blame(exc, remote_traceback)
+
+
+def _builtin_exception(name: str) -> type | None:
+    """The builtin exception class a solution's exception may be raised as here. Never
+    StopIteration: raised from a call it would end the tests' loop early (`all(map(check, cases))`
+    passes); never a BaseException like SystemExit, which the tests' runner would not catch."""
+    kind = getattr(builtins, name, None)
+    if isinstance(kind, type) and issubclass(kind, Exception) and not issubclass(kind, (StopIteration, StopAsyncIteration)):
+        return kind
+    return None
 
 
 def _become_solution(path: str, read_fd: int, write_fd: int, tests_ends: tuple[int, int]) -> None:
@@ -292,7 +310,7 @@ class Remote:
 
     def _typed(self, value, kind: type | tuple, what: str):
         if type(value) not in (kind if isinstance(kind, tuple) else (kind,)):
-            raise _blame(Refused(f"the solution's {what} gave a {type(value).__name__}, not a {kind}"))
+            raise self._solution.refuse(f"the solution's {what} gave a {type(value).__name__}, not a {kind}")
         return value
 
     def _describe(self) -> str:
@@ -323,7 +341,7 @@ class Remote:
     def __len__(self):
         length = self._typed(self._ask("len"), int, "len()")
         if length < 0:
-            raise _blame(Refused("the solution's len() is negative"))
+            raise self._solution.refuse("the solution's len() is negative")
         return length
 
     def __bool__(self):
@@ -382,8 +400,8 @@ class Remote:
         try:
             iterator = iter(self)
         except Exception as exc:  # noqa: BLE001
-            raise _blame(Refused(f"`in` on {self._describe()} that cannot be iterated: its own answer "
-                                 f"is not trusted; return a list, set or dict")) from exc
+            raise self._solution.refuse(f"`in` on {self._describe()} that cannot be iterated: its own answer "
+                                        f"is not trusted; return a list, set or dict") from exc
         return any(element is item or element == item for element in iterator)
 
     def _state(self) -> wire.State:
@@ -407,9 +425,9 @@ class Remote:
     def _operate(self, name: str, other, reflected: bool = False):
         if not (self._trust and isinstance(other, Remote) and other._trust):
             left, right = (other, self) if reflected else (self, other)
-            raise _blame(Refused(
+            raise self._solution.refuse(
                 f"{_describe(left)} {SYMBOLS.get(name, name)} {_describe(right)}: the solution's own operator would "
-                f"decide this check; return plain values (numbers, strings, lists, dicts) where the tests compare them"))
+                f"decide this check; return plain values (numbers, strings, lists, dicts) where the tests compare them")
         return self._trusted(self._ask("operator", name=name, others=[self._encode(other)], reflected=reflected))
 
     def _unary(self, name: str):
@@ -552,7 +570,9 @@ def tests_namespace(names: dict, mentioned: set[str], classes: set[str]) -> dict
         if isinstance(value, Remote):
             info = value._info
             if info.get("kind") == "module":
-                value = _local_module(str(info.get("module", ""))) if name in mentioned else None
+                module = str(info.get("module", ""))
+                # `import math` or `from os import path`, never an alias: the solution names the module.
+                value = _local_module(module) if name in mentioned and module.split(".")[-1] == name else None
                 if value is None:
                     continue
             elif info.get("kind") == "class" and name in classes and name in mentioned:
@@ -594,7 +614,8 @@ def _failure(exc: BaseException) -> str:
 
 
 class Checks:
-    """Counts what a test checked: asserts it ran and requests it made to the solution."""
+    """Counts what a test checked (asserts it ran, requests it made to the solution) and what
+    went wrong on the solution's side meanwhile, whether or not the test caught it."""
 
     def __init__(self, solution: Solution):
         self.solution = solution
@@ -603,13 +624,16 @@ class Checks:
     def __call__(self) -> None:
         self.asserts += 1
 
-    def mark(self) -> tuple[int, int, str | None]:
-        return self.asserts, self.solution.requests, self.solution.gone
+    def mark(self) -> tuple[int, int, int, str | None]:
+        return self.asserts, self.solution.requests, len(self.solution.refusals), self.solution.gone
 
-    def since(self, mark: tuple[int, int, str | None]) -> tuple[bool, str | None]:
-        """Whether anything was checked since `mark`, and whether the solution broke meanwhile."""
+    def since(self, mark: tuple[int, int, int, str | None]) -> tuple[bool, str | None]:
+        """Whether anything was checked since `mark`, and what the solution did wrong meanwhile."""
         checked = self.asserts > mark[0] or self.solution.requests > mark[1]
-        return checked, (self.solution.gone if self.solution.gone != mark[2] else None)
+        if self.solution.gone != mark[3]:
+            return checked, self.solution.gone
+        refused = self.solution.refusals[mark[2]:]
+        return checked, (refused[0] if refused else None)
 
 
 SKIPPED = object()
@@ -667,7 +691,10 @@ def run_tests(solution: Solution, names: dict, tests: TestsFile, defined: set[st
     try:
         exec(tests.code(set(names)), namespace)  # noqa: S102 - the tests are the oracle
     except BaseException as exc:  # noqa: BLE001
-        if isinstance(exc, AssertionError) or _solution_traceback(exc) is not None:
+        # A TypeError from `candidate(x) - 1.0` is the solution's answer failing the check; a
+        # NameError or an import that fails is the tests' own.
+        answered = solution.requests > mark[1] and not isinstance(exc, (NameError, ImportError, SyntaxError))
+        if isinstance(exc, AssertionError) or _solution_traceback(exc) is not None or answered:
             report.add("<module>", _failure(exc))
             report.finish("done")
         report.finish("tests", _failure(exc))

@@ -11,6 +11,7 @@ import textwrap
 import pytest
 
 from synthgen.engine.sandbox import Job, Limits, open_sandbox
+from tests.planted import humaneval_items
 from tests.sandbox_engines import ISOLATED_BACKENDS, backend_options
 
 LIMITS = Limits(wall_s=5, cpu_s=5, memory_mb=256, processes=24, output_bytes=16 * 1024)
@@ -28,6 +29,7 @@ TEST_FORMS = {
     "bare": "assert add(2, 3) == 5\nassert add(-1, 1) == 0\n",
     "humaneval": "def check(candidate):\n    assert candidate(2, 3) == 5\n    assert abs(candidate(0.5, 0.25) - 0.75) < 1e-6\n\ncheck(add)\n",
     "import": "from solution import add\nimport solution\n\ndef test_add():\n    assert solution.add(2, 3) == 5 and add(4, 4) == 8\n",
+    "map": "def test_all():\n    assert all(map(lambda case: add(*case[0]) == case[1], [((2, 3), 5), ((1, 1), 2)]))\n",
     "contains": "def test_in():\n    assert 5 in [add(2, 3)]\n    assert add(2, 3) in {5, 6}\n    assert str(add(1, 1)) == '2'\n",
 }
 
@@ -106,6 +108,7 @@ ATTACKS = {
     "exit_at_import": "import os\nos._exit(0)\n",
     "exit_in_call": "import sys\ndef add(a, b):\n    sys.exit(0)\n",
     "keyboard_interrupt": "def add(a, b):\n    raise KeyboardInterrupt\n",
+    "stop_iteration": "def add(a, b):\n    raise StopIteration\n",
     "skip_the_test": "import unittest\ndef add(a, b):\n    raise unittest.SkipTest('not today')\n",
     "handlers_at_exit": """
         import atexit, os, signal, sys
@@ -276,6 +279,12 @@ def test_operators_of_returned_objects_fail_with_the_reason(pool):
     tolerance = "def test_close():\n    assert abs(add(0.5, 0.25) - 0.75) < 1e-6\n"
     result = verdict(pool, ATTACKS["always_equal"], tolerance)
     assert result.status == "failed" and "the solution's own operator would decide" in result.evidence, result
+    # Tests that take any error for "close enough": the refusal fails the test all the same.
+    swallowing = ("def test_swallowing():\n    try:\n        close = abs(add(2, 3) - 5) < 1e-9\n"
+                  "    except BaseException:\n        close = True\n    assert close\n")
+    assert verdict(pool, RIGHT, swallowing).status == "passed"
+    result = verdict(pool, ATTACKS["always_equal"], swallowing)
+    assert result.status == "failed" and "the solution's own operator would decide" in result.evidence, result
 
 
 @pytest.mark.parametrize("form", ["bare", "humaneval", "functions"])
@@ -296,6 +305,24 @@ def test_zero_tests_run_is_never_a_pass(pool):
 def test_tests_own_errors_are_broken_tests(pool):
     result = verdict(pool, RIGHT, "assert add(1, 1) == 2\nundefined_helper()\n")
     assert result.status == "error" and result.broken == "tests" and "NameError" in result.reason, result
+    # The same tests choking on a wrong answer (None - 2) are the solution's failure.
+    result = verdict(pool, "def add(a, b):\n    return None\n", "assert abs(add(1, 1) - 2) < 1e-9\n")
+    assert result.status == "failed" and result.broken is None and "TypeError" in result.evidence, result
+
+
+def test_humaneval_verdicts_stay_exact(pool):
+    """All 164 canonical solutions pass; each with its last `return` made `return None` fails."""
+    right, wrong = [], []
+    for item in humaneval_items():
+        tests = item["test"] + f"\ncheck({item['entry_point']})\n"
+        code = item["prompt"] + item["canonical_solution"]
+        lines = code.rstrip().split("\n")
+        last = max(i for i, line in enumerate(lines) if line.strip().startswith("return"))
+        lines[last] = lines[last][: len(lines[last]) - len(lines[last].lstrip())] + "return None"
+        right.append(Job.with_tests(code, tests, LIMITS))
+        wrong.append(Job.with_tests("\n".join(lines) + "\n", tests, LIMITS))
+    assert [pool.run(job).status for job in right] == ["passed"] * len(right)
+    assert [pool.run(job).status for job in wrong] == ["failed"] * len(wrong)
 
 
 def test_differential_calls_cannot_borrow_the_reference(pool):
@@ -309,6 +336,32 @@ def test_differential_calls_cannot_borrow_the_reference(pool):
     assert pool.run(Job.with_calls(textwrap.dedent(liar), calls, reference, LIMITS)).status != "passed"
     honest = "def clamp(x, low, high):\n    return low if x < low else high if x > high else x\n"
     assert pool.run(Job.with_calls(honest, calls, reference, LIMITS)).status == "passed"
+
+
+def test_the_solution_cannot_open_other_processes(pool):
+    """Not the tests' process, not the agent: no fd through /proc (where a forged report could be
+    written), no memory."""
+    probe = textwrap.dedent("""
+        import os
+        def add(a, b):
+            opened = []
+            for pid in [p for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid()]:
+                for fd in range(16):
+                    try:
+                        os.close(os.open(f"/proc/{pid}/fd/{fd}", os.O_WRONLY | os.O_NONBLOCK))
+                        opened.append((pid, fd))
+                    except OSError:
+                        pass
+                try:
+                    open(f"/proc/{pid}/mem", "rb").close()
+                    opened.append((pid, "mem"))
+                except OSError:
+                    pass
+            print("PROCESSES", os.listdir("/proc").count(str(os.getppid())), "OPENED", opened)
+            return a + b
+        """)
+    result = verdict(pool, probe, TEST_FORMS["functions"])
+    assert result.status == "passed" and "PROCESSES 1 OPENED []" in result.stdout, result
 
 
 def test_callbacks_do_not_open_the_tests_side(pool):
