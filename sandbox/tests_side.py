@@ -18,11 +18,13 @@ Verdict rules:
 - An exception from the solution's code fails the test with the solution's traceback; only the
   tests' own errors make them `broken`. If the solution's process dies or breaks the protocol,
   every test that needed it fails.
-- Zero tests run is never a pass: a test counts when it ran an assert or asked the solution
-  something; a bare-assert file counts as `<module>` when it ran an assert.
-- A solution that defines a test, a function the tests call to run their checks (HumanEval's
-  `check`), or a builtin the tests use, fails with the names: it would shadow the tests. A
-  tests file that carries its own copy of a solution function tests the solution's.
+- Zero tests run is never a pass: a test counts when it called the solution; top-level asserts
+  count as `<module>` when one ran and the solution was called.
+- The tests run as written: their own definitions shadow the solution's names, as in Python, so
+  a tests file carrying its own copy of the function tests nothing of the solution's (and says so)
+  unless it imports the solution's after. A solution that defines a test, a function the tests
+  call to run their checks (HumanEval's `check`), or a builtin the tests use, fails with the
+  names; the tests never see a solution name that shadows a builtin.
 
 The tests may be pytest-style `test_*` functions, `unittest.TestCase` classes, or bare top-level
 asserts. Names defined by the solution are visible to the tests, and `import solution` works.
@@ -484,12 +486,10 @@ class TestsFile:
         self.mentioned = {node.id for node in ast.walk(self.tree) if isinstance(node, ast.Name)} | {
             node.attr for node in ast.walk(self.tree) if isinstance(node, ast.Attribute)}
 
-    def code(self, solution_names: set[str]):
-        """The tests, minus their own copies of solution functions, with every assert counted."""
-        tree = ast.Module(body=[node for node in self.tree.body if not _redefines(node, solution_names)],
-                          type_ignores=[])
-        tree = ast.fix_missing_locations(_CountAsserts().visit(tree))
-        return compile(tree, self.path, "exec")
+    def code(self):
+        """The tests as written (their own definitions shadow the solution's names, as in Python),
+        with every assert counted."""
+        return compile(ast.fix_missing_locations(_CountAsserts().visit(self.tree)), self.path, "exec")
 
 
 def _is_test(node: ast.stmt) -> bool:
@@ -498,15 +498,6 @@ def _is_test(node: ast.stmt) -> bool:
     if isinstance(node, ast.ClassDef):
         bases = {getattr(base, "attr", getattr(base, "id", "")) for base in node.bases}
         return node.name.startswith("Test") or any("TestCase" in base for base in bases)
-    return False
-
-
-def _redefines(node: ast.stmt, names: set[str]) -> bool:
-    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-        return node.name in names
-    if isinstance(node, (ast.Import, ast.ImportFrom)):
-        return any((alias.asname or alias.name).split(".")[0] in names for alias in node.names
-                   if not (isinstance(node, ast.ImportFrom) and node.module == "solution"))
     return False
 
 
@@ -567,6 +558,8 @@ def tests_namespace(names: dict, mentioned: set[str], classes: set[str]) -> dict
     and the classes they name trusted to build objects."""
     visible = {}
     for name, value in names.items():
+        if hasattr(builtins, name):
+            continue  # the tests' `len` is the builtin, however the solution came to define one
         if isinstance(value, Remote):
             info = value._info
             if info.get("kind") == "module":
@@ -614,8 +607,8 @@ def _failure(exc: BaseException) -> str:
 
 
 class Checks:
-    """Counts what a test checked (asserts it ran, requests it made to the solution) and what
-    went wrong on the solution's side meanwhile, whether or not the test caught it."""
+    """Counts asserts run and requests made to the solution, and what went wrong on the solution's
+    side meanwhile, whether or not the test caught it."""
 
     def __init__(self, solution: Solution):
         self.solution = solution
@@ -628,8 +621,9 @@ class Checks:
         return self.asserts, self.solution.requests, len(self.solution.refusals), self.solution.gone
 
     def since(self, mark: tuple[int, int, int, str | None]) -> tuple[bool, str | None]:
-        """Whether anything was checked since `mark`, and what the solution did wrong meanwhile."""
-        checked = self.asserts > mark[0] or self.solution.requests > mark[1]
+        """Whether the solution was exercised since `mark` (a test that never asked it anything
+        tested something else: a copy of it in the tests, say), and what it did wrong meanwhile."""
+        checked = self.solution.requests > mark[1]
         if self.solution.gone != mark[3]:
             return checked, self.solution.gone
         refused = self.solution.refusals[mark[2]:]
@@ -689,7 +683,7 @@ def run_tests(solution: Solution, names: dict, tests: TestsFile, defined: set[st
     sys.modules["solution"] = module
     mark = checks.mark()
     try:
-        exec(tests.code(set(names)), namespace)  # noqa: S102 - the tests are the oracle
+        exec(tests.code(), namespace)  # noqa: S102 - the tests are the oracle
     except BaseException as exc:  # noqa: BLE001
         # A TypeError from `candidate(x) - 1.0` is the solution's answer failing the check; a
         # NameError or an import that fails is the tests' own.
@@ -698,8 +692,8 @@ def run_tests(solution: Solution, names: dict, tests: TestsFile, defined: set[st
             report.add("<module>", _failure(exc))
             report.finish("done")
         report.finish("tests", _failure(exc))
-    if checks.asserts > mark[0]:
-        _, broke = checks.since(mark)
+    checked, broke = checks.since(mark)
+    if checked and checks.asserts > mark[0]:
         report.add("<module>", broke)
     functions = [(name, value) for name, value in namespace.items()
                  if name.startswith("test") and inspect.isfunction(value) and value.__module__ == "tests"
@@ -712,7 +706,8 @@ def run_tests(solution: Solution, names: dict, tests: TestsFile, defined: set[st
             for method in loader.getTestCaseNames(value):
                 run_test(report, checks, f"{value.__name__}.{method}", _unittest_case(value(method)))
     if not report.outcomes:
-        report.finish("tests", "no test ran: the tests ran no assert and never called the solution")
+        report.finish("tests", "no test ran: no test called the solution (a test counts when it does; "
+                               "top-level asserts count when one runs and the solution is called)")
     report.finish("done")
 
 

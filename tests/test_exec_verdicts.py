@@ -30,6 +30,8 @@ TEST_FORMS = {
     "humaneval": "def check(candidate):\n    assert candidate(2, 3) == 5\n    assert abs(candidate(0.5, 0.25) - 0.75) < 1e-6\n\ncheck(add)\n",
     "import": "from solution import add\nimport solution\n\ndef test_add():\n    assert solution.add(2, 3) == 5 and add(4, 4) == 8\n",
     "map": "def test_all():\n    assert all(map(lambda case: add(*case[0]) == case[1], [((2, 3), 5), ((1, 1), 2)]))\n",
+    "helper": "def expected(a, b):\n    return a + b\n\ndef test_add():\n"
+              "    assert add(2, 3) == expected(2, 3) and len(str(add(10, 5))) == 2\n",
     "contains": "def test_in():\n    assert 5 in [add(2, 3)]\n    assert add(2, 3) in {5, 6}\n    assert str(add(1, 1)) == '2'\n",
 }
 
@@ -154,6 +156,13 @@ ATTACKS = {
             pass
         def add(a, b):
             return a - b
+        """,
+    "shadows_helpers_at_run_time": """
+        globals()["expected"] = lambda a, b: 0
+        globals()["len"] = lambda value: 2
+        exec("def str(value):\\n    return 'xy'")
+        def add(a, b):
+            return 0
         """,
     "shadows_builtins": "def abs(value):\n    return 0\ndef str(value):\n    return '2'\ndef add(a, b):\n    return a - b\n",
     "reads_the_tests": """
@@ -296,7 +305,8 @@ def test_an_exception_in_the_solution_is_its_failure_with_its_traceback(pool, fo
 
 
 def test_zero_tests_run_is_never_a_pass(pool):
-    for tests in ("def helper():\n    return add(1, 2)\n", "def test_nothing():\n    pass\n",
+    own_copy = "def add(a, b):\n    return a + b\n\ndef test_add():\n    assert add(1, 2) == 3\n"
+    for tests in ("def helper():\n    return add(1, 2)\n", "def test_nothing():\n    pass\n", own_copy,
                   "def check(candidate):\n    assert candidate(1, 1) == 2\n", "x = 1\n"):
         result = verdict(pool, RIGHT, tests)
         assert result.status == "error" and result.broken == "tests" and "no test ran" in result.reason, (tests, result)
