@@ -18,6 +18,7 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 RESERVED_FIELDS = {
     SEED_VARIABLE, "record_id", "seed_id", "sample_index", "workflow", "workflow_hash", "messages", "turns",
     "verdicts", "teacher_model", "created_at", "node", "stage", "reason", "raw",
+    "prompt", "chosen", "rejected", "score_chosen", "score_rejected", "margin", "pass_rate",
 }
 
 
@@ -69,6 +70,8 @@ class StepSpec(Strict):
     id: str
     # An earlier step of this kind may be named as a revise loop's `until` (it can pass or fail).
     is_condition: ClassVar[bool] = False
+    # A step of this kind picks a best and a worst answer: records get the preference columns.
+    makes_pairs: ClassVar[bool] = False
 
     @field_validator("id")
     @classmethod
@@ -95,6 +98,11 @@ class StepSpec(Strict):
 
     def conditions(self) -> list[str]:
         """Condition steps whose verdict this step acts on (they then do not reject by themselves)."""
+        return []
+
+    def own_validators(self) -> list[str]:
+        """Validators this step runs on something other than the sample's final fields (each
+        candidate, say): they are not part of the final gate."""
         return []
 
 

@@ -159,6 +159,11 @@ class WorkflowBase(Strict):
     def field_names(self) -> list[str]:
         return [step.id for step in self.steps]
 
+    @property
+    def makes_pairs(self) -> bool:
+        """Some step selects a best and a worst answer: records carry the preference columns."""
+        return any(step.makes_pairs for step in self.steps)
+
     def step(self, step_id: str) -> StepSpec | None:
         return next((step for step in self.steps if step.id == step_id), None)
 

@@ -64,7 +64,12 @@ class ChatMessage(BaseModel):
 
 class Record(BaseModel):
     """One accepted training sample. Its shard row has a column per workflow field in place of
-    `fields`; the shard schema is derived from these models."""
+    `fields`; the shard schema is derived from these models.
+
+    `messages` is the SFT conversation (TRL conversational). A workflow with a `select` step also
+    fills the TRL preference columns from its last one: `prompt` (the messages the candidates were
+    asked with), `chosen`/`rejected` (one assistant message each: the best and worst candidate;
+    empty when they tie) with their scores and margin, and `pass_rate` when a verifier scored."""
 
     record_id: str
     seed_id: str
@@ -72,6 +77,13 @@ class Record(BaseModel):
     workflow: str
     workflow_hash: str
     messages: list[ChatMessage] = Field(default_factory=list)
+    prompt: list[ChatMessage] = Field(default_factory=list)
+    chosen: list[ChatMessage] = Field(default_factory=list)
+    rejected: list[ChatMessage] = Field(default_factory=list)
+    score_chosen: float | None = None
+    score_rejected: float | None = None
+    margin: float | None = None
+    pass_rate: float | None = None
     fields: dict[str, str] = Field(default_factory=dict)
     turns: list[Turn] = Field(default_factory=list)
     verdicts: list[Verdict] = Field(default_factory=list)

@@ -29,6 +29,8 @@ class Sample:
     turns: list[Turn] = field(default_factory=list)
     conversation: list[dict[str, str]] = field(default_factory=list)
     prompts: dict[str, str] = field(default_factory=dict)  # the prompt each generate step sent
+    # The whole conversation a candidates step sent (system, examples, prompt): a pair's prompt.
+    prompt_messages: dict[str, list[dict[str, str]]] = field(default_factory=dict)
     verdicts: dict[str, Verdict] = field(default_factory=dict)
     checked: dict[str, tuple[str, Check]] = field(default_factory=dict)
     forked_at: set[int] = field(default_factory=set)

@@ -31,6 +31,8 @@ _RETRYABLE_STATUS = {408, 409, 425, 429}
 # this many times: random faults (30 % of calls, say) almost never fail one request through all
 # of them, a request the endpoint will never serve (or an endpoint that is down) still ends.
 REQUEUE_ROUNDS = 3
+# Candidate k of a sample is sampled with seed + sample_index + k * this: distinct for any n <= 16.
+VARIANT_SEED_STRIDE = 1_000_003
 _CHARS_PER_TOKEN = 4  # rough and deliberately generous: only used to reserve a tokens/minute budget
 
 
@@ -100,7 +102,11 @@ class TeacherClient:
         stop: list[str] | None = None,
         response_format: dict | None = None,
         sample_index: int = 0,
+        variant: int = 0,
     ) -> Completion:
+        """One answer. `variant` tells apart candidates asked with the same prompt: each gets its
+        own sampling seed and cache key, so a second candidate is never the first one's cached
+        answer."""
         body: dict = {
             "model": self.config.model,
             "messages": messages,
@@ -112,12 +118,12 @@ class TeacherClient:
         if self.config.frequency_penalty is not None:
             body["frequency_penalty"] = self.config.frequency_penalty
         if self.config.seed is not None:
-            body["seed"] = self.config.seed + sample_index
+            body["seed"] = self.config.seed + sample_index + VARIANT_SEED_STRIDE * variant
         if stop:
             body["stop"] = stop
         if response_format:
             body["response_format"] = response_format
-        key = request_key({**body, "sample_index": sample_index})
+        key = request_key({**body, "sample_index": sample_index, **({"variant": variant} if variant else {})})
         prompt_hash = key[:16]
         cached = self.cache.get(key) if self.cache else None
         if cached is not None:

@@ -36,6 +36,11 @@ class WorkflowRunner:
         self.node = node
         self.workflow_hash = workflow.workflow_hash
         self._conditions_in_use = {name for step in workflow.steps for name in step.conditions()}
+        # The final gate: every validator but those a step runs on something else (candidates).
+        self._final_gate = [name for name in self.validators
+                            if name not in {own for step in workflow.steps for own in step.own_validators()}]
+        selects = [step.id for step in workflow.steps if step.makes_pairs]
+        self._pair_source = selects[-1] if selects else None
 
     async def run(self, seed: Seed) -> SeedResult:
         try:
@@ -55,7 +60,7 @@ class WorkflowRunner:
                 result.rejects.append(Reject(**self.base_fields(seed, sample), stage=failure.stage,
                                              reason=failure.reason, raw=failure.raw))
             else:
-                result.records.append(Record(**self.base_fields(seed, sample), messages=messages))
+                result.records.append(Record(**self.base_fields(seed, sample), messages=messages, **self._pair(sample)))
         return result
 
     async def close(self) -> None:
@@ -77,7 +82,7 @@ class WorkflowRunner:
                 sample.failure = exc
                 return [sample]
         try:
-            for name in self.validators:  # the final gate: every validator, on the final fields
+            for name in self._final_gate:  # every validator, on the final fields
                 await self.require(name, sample)
         except StepFailed as exc:
             sample.failure = exc
@@ -119,7 +124,7 @@ class WorkflowRunner:
 
     async def ask(
         self, step: Any, sample: Sample, purpose: str, *, stop: list[str] | None = None, on_length: str = "reject",
-        max_continuations: int = 2, response_format: dict | None = None, round_number: int = 0,
+        max_continuations: int = 2, response_format: dict | None = None, round_number: int = 0, variant: int = 0,
     ) -> str:
         """One answer to the sample's conversation, continued while it is cut at max_tokens if
         allowed; the conversation keeps the whole answer as one assistant message."""
@@ -135,6 +140,7 @@ class WorkflowRunner:
                     stop=stop,
                     response_format=response_format,
                     sample_index=sample.sample_index,
+                    variant=variant,
                 )
             except TeacherRefused as exc:
                 raise StepFailed(step.id, f"teacher refused: {exc}", "".join(pieces)) from None
@@ -153,6 +159,19 @@ class WorkflowRunner:
         del sample.conversation[base:]
         sample.conversation.append({"role": "assistant", "content": text})
         return text
+
+    def _pair(self, sample: Sample) -> dict:
+        """The TRL preference columns from the last select step; a tie leaves chosen/rejected empty."""
+        if self._pair_source is None:
+            return {}
+        chosen = sample.context[self._pair_source]
+        columns = {"score_chosen": chosen["best_score"], "score_rejected": chosen["worst_score"],
+                   "margin": chosen["margin"], "pass_rate": chosen["pass_rate"]}
+        columns["prompt"] = [ChatMessage(**message) for message in sample.prompt_messages.get(self._pair_source, [])]
+        if chosen["margin"] > 0:
+            columns["chosen"] = [ChatMessage(role="assistant", content=chosen["best"])]
+            columns["rejected"] = [ChatMessage(role="assistant", content=chosen["worst"])]
+        return columns
 
     def record_id(self, sample: Sample) -> str:
         return content_hash(self.workflow_hash, sample.seed_id, str(sample.sample_index))

@@ -29,6 +29,8 @@ MANIFEST = "manifest.json"
 CACHE = "cache"
 FIELDS = "fields"  # the record attribute whose entries become one column each
 REJECT_COLUMNS = tuple(name for name in Reject.model_fields if name not in Record.model_fields)
+# TRL's preference columns (and the scores behind them): in the shards of pair-making workflows.
+PAIR_COLUMNS = ("prompt", "chosen", "rejected", "score_chosen", "score_rejected", "margin", "pass_rate")
 
 _SCALARS = {str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.bool_()}
 _NARROWED = {"arrow:int32": pa.int32(), "arrow:timestamp_ms_utc": pa.timestamp("ms", tz="UTC")}
@@ -43,17 +45,23 @@ def _arrow_type(annotation: Any, metadata: list[Any]) -> pa.DataType:
     if typing.get_origin(annotation) is list:
         [item] = typing.get_args(annotation)
         return pa.list_(_arrow_type(item, []))
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType) or typing.get_origin(annotation) is typing.Literal:
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        present = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        return _arrow_type(present[0], []) if len(present) == 1 else pa.string()
+    if typing.get_origin(annotation) is typing.Literal:
         return pa.string()
     return _SCALARS[annotation]
 
 
-def record_schema(field_names: list[str], rejects: bool) -> pa.Schema:
+def record_schema(field_names: list[str], rejects: bool, pairs: bool = False) -> pa.Schema:
     """The shard schema: the record's columns, one string column per workflow field in place of
-    `fields`, and for rejects their stage, reason and raw answer."""
+    `fields`, and for rejects their stage, reason and raw answer. The preference columns only
+    for a workflow that makes pairs: the shards of every other workflow keep their schema."""
     model = Reject if rejects else Record
     columns: list[tuple[str, pa.DataType]] = []
     for name, field in model.model_fields.items():
+        if name in PAIR_COLUMNS and not pairs:
+            continue
         if name == FIELDS:
             columns += [(field_name, pa.string()) for field_name in field_names]
         else:
@@ -61,8 +69,8 @@ def record_schema(field_names: list[str], rejects: bool) -> pa.Schema:
     return pa.schema(columns)
 
 
-def shard_row(item: Record, field_names: list[str]) -> dict:
-    row = item.model_dump(exclude={FIELDS})
+def shard_row(item: Record, field_names: list[str], pairs: bool = False) -> dict:
+    row = item.model_dump(exclude={FIELDS, *(() if pairs else PAIR_COLUMNS)})
     row["created_at"] = int(item.created_at * 1000)
     for name in field_names:
         row[name] = item.fields.get(name)
