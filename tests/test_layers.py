@@ -73,3 +73,14 @@ def test_each_kind_module_declares_its_kind():
         modules = {p.stem for p in (PACKAGE / "engine" / folder).glob("*.py")} - {"__init__", "base"}
         assert {kind.run.__module__ if folder == "steps" else kind.build.__module__ for kind in kinds.values()} == {
             f"synthgen.engine.{folder}.{module}" for module in modules}
+
+
+def test_the_console_script_points_at_the_cli():
+    """`synthgen ...` (README) runs what `python -m synthgen` runs: the entry point must resolve."""
+    import importlib
+    import tomllib
+
+    with open(REPO / "pyproject.toml", "rb") as handle:
+        target = tomllib.load(handle)["project"]["scripts"]["synthgen"]
+    module, function = target.split(":")
+    assert callable(getattr(importlib.import_module(module), function)), target

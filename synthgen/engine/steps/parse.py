@@ -30,6 +30,9 @@ class ParseStep(StepSpec):
         if (self.parse == "regex") != (self.pattern is not None):
             raise ValueError("pattern is needed with parse: regex, and only there")
         if self.pattern is not None:
+            if "{{" in self.pattern or "{%" in self.pattern:
+                raise ValueError("pattern is a regular expression, not a template: it would match '{{ ... }}' literally; "
+                                 "to compare with a seed field use a verify validator (expected: \"{{ seed.meta.answer }}\")")
             try:
                 compiled = re.compile(self.pattern, re.DOTALL)
             except re.error as exc:

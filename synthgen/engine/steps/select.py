@@ -14,7 +14,7 @@ import asyncio
 import re
 from typing import ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from synthgen.config.base import Template
 from synthgen.config.kinds import AskingStep, References
@@ -68,7 +68,8 @@ class SelectStep(AskingStep):
     rubric: Template | None = Field(None, description="what a good answer is (judge, pairwise)")
     scale: tuple[int, int] = (1, 10)
     prompt: Template | None = Field(None, description="the grading (judge) or comparing (pairwise) prompt")
-    verifier: str | None = Field(None, description="with by: verifier, a validator whose field is the candidates step")
+    verifier: list[str] | None = Field(
+        None, description="with by: verifier, validators reading the candidates step: a candidate passing all scores 1")
     min_margin: float | None = Field(None, gt=0, description="a smaller best-worst margin rejects the sample: no pair")
     min_score: float | None = Field(None, description="the best candidate must score at least this")
     max_score: float | None = Field(None, description="a best candidate above this rejects: the prompt is too easy")
@@ -78,6 +79,11 @@ class SelectStep(AskingStep):
     max_tokens: int | None = Field(160, ge=1)
 
     makes_pairs: ClassVar[bool] = True
+
+    @field_validator("verifier", mode="before")
+    @classmethod
+    def _one_or_more(cls, value):
+        return [value] if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _options(self) -> SelectStep:
@@ -106,18 +112,19 @@ class SelectStep(AskingStep):
         source = next(step for step in refs.earlier_steps() if step.id == self.select)
         if not isinstance(source, CandidatesStep):
             raise ValueError(f"{refs.where}.select: '{self.select}' is not a candidates step")
-        if self.verifier is not None:
-            refs.validator(self.verifier, "verifier")
-            fields = set(refs.validators[self.verifier].field_refs().values())
+        for name in self.verifier or []:
+            refs.validator(name, "verifier")
+            fields = set(refs.validators[name].field_refs().values())
             if self.select not in fields:
-                raise ValueError(f"{refs.where}.verifier: '{self.verifier}' does not read '{self.select}' "
-                                 f"(it reads {', '.join(sorted(fields)) or 'nothing'}): it would not check the candidates")
+                raise ValueError(f"{refs.where}.verifier: '{name}' does not read '{self.select}' "
+                                 f"(it reads {', '.join(sorted(fields)) or 'every free-text field'}): "
+                                 f"give it fields: [{self.select}] so it checks each candidate")
         extra = {"request", "rubric", "text", "a", "b", "low", "high"}
         refs.template(self.rubric, "rubric")
         refs.template(self.prompt, "prompt", extra)
 
     def own_validators(self) -> list[str]:
-        return [self.verifier] if self.verifier else []
+        return list(self.verifier or [])
 
 
 async def select(runner, step: SelectStep, sample: Sample) -> None:
@@ -147,6 +154,8 @@ async def select(runner, step: SelectStep, sample: Sample) -> None:
 
 def _gate(step: SelectStep, value: dict) -> Check:
     best, margin, rate = value["best_score"], value["margin"], value["pass_rate"]
+    if step.by == "verifier" and best < 1:
+        return Check(False, f"none of the {len(value['scores'])} candidates passed {', '.join(step.verifier)}")
     if step.pass_band is not None and not step.pass_band[0] <= rate <= step.pass_band[1]:
         low, high = step.pass_band
         return Check(False, f"pass rate {rate:.2f} outside [{low:g}, {high:g}]: "
@@ -213,12 +222,12 @@ async def _pairwise(runner, step: SelectStep, sample: Sample, candidates: list[s
 
 
 async def _verified(runner, step: SelectStep, sample: Sample, candidates: list[str]) -> list[float]:
-    validator = runner.validators[step.verifier]
-
     async def verify(candidate: str) -> float:
-        result = await validator.check(Inputs({**sample.context, step.select: candidate}, sample.prompts),
-                                       runner.record_id(sample))
-        return 1.0 if result.passed else 0.0
+        inputs = Inputs({**sample.context, step.select: candidate}, sample.prompts)
+        for name in step.verifier:
+            if not (await runner.validators[name].check(inputs, runner.record_id(sample))).passed:
+                return 0.0
+        return 1.0
 
     return list(await asyncio.gather(*(verify(candidate) for candidate in candidates)))
 
