@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import collections
 import json
 import random
@@ -38,7 +39,7 @@ class Fault:
     rate: float = 1.0
 
 
-Responder = Callable[[list[dict]], Reply | str]
+Responder = Callable[..., Reply | str]  # (messages) or (messages, body)
 
 
 def echo_responder(messages: list[dict]) -> Reply:
@@ -55,6 +56,8 @@ class ScriptedTeacher:
 
     def __init__(self, responder: Responder = echo_responder, latency_s: float = 0.0, port: int = 0):
         self.responder = responder
+        # A responder taking (messages, body) also sees the sampling parameters (seed, temperature).
+        self._wants_body = len(inspect.signature(responder).parameters) >= 2
         self.latency_s = latency_s
         self.port = port
         self.faults: list[Fault] = []
@@ -176,7 +179,7 @@ class ScriptedTeacher:
             delay = self.latency_s + (fault.delay_s if fault is not None else 0.0)
             if delay:
                 await asyncio.sleep(delay)
-            reply = self.responder(messages)
+            reply = self.responder(messages, body) if self._wants_body else self.responder(messages)
             if isinstance(reply, str):
                 reply = Reply(reply)
             prompt_tokens, completion_tokens = len(prompt.split()), len(reply.content.split())

@@ -19,17 +19,24 @@ class Columns(Strict):
     """Where the conversation is in a source that is not a synthgen run."""
 
     messages: str | None = Field(None, description="a list of {role, content}")
-    prompt: str | None = None
+    prompt: str | None = Field(None, description="a string, or a list of {role, content}")
     completion: str | None = None
+    chosen: str | None = Field(None, description="with rejected: a preference pair (format: preference)")
+    rejected: str | None = None
     system: str | None = None
     text: str | None = Field(None, description="already rendered text (only for format: text)")
 
     @model_validator(mode="after")
     def _one_shape(self) -> Columns:
-        shapes = [bool(self.messages), bool(self.prompt and self.completion), bool(self.text)]
-        if sum(shapes) != 1:
-            raise ValueError("map exactly one of: messages, prompt + completion, text")
+        shapes = [bool(self.messages), bool(self.prompt and self.completion), bool(self.text),
+                  bool(self.prompt and self.chosen and self.rejected)]
+        if sum(shapes) != 1 or bool(self.chosen) != bool(self.rejected):
+            raise ValueError("map exactly one of: messages, prompt + completion, text, prompt + chosen + rejected")
         return self
+
+    @property
+    def pairs(self) -> bool:
+        return bool(self.chosen)
 
 
 class Source(Strict):
@@ -48,7 +55,8 @@ class Recipe(Strict):
     sources: list[Source] = Field(min_length=1)
     weight_by: Literal["tokens", "rows"] = "tokens"
     total: int | None = Field(None, ge=1, description="target size in weight_by units; default: as large as the sources allow")
-    format: Literal["messages", "text", "prompt_completion"] = "messages"
+    format: Literal["messages", "text", "prompt_completion", "preference"] = Field(
+        "messages", description="preference: TRL's prompt/chosen/rejected rows, from pair-making runs")
     chat_template: Literal["chatml"] = "chatml"
     shard_rows: int = Field(10_000, ge=1)
     seed: int = 0

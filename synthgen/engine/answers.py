@@ -70,9 +70,8 @@ def _boxed(text: str) -> list[str]:
 
 
 def _trim(answer: str) -> str:
-    answer = answer.strip().strip("*").strip()
-    answer = re.sub(r"^\$+|\$+$", "", answer).strip()
-    return answer.rstrip(".").strip()
+    answer = answer.strip().strip("*").strip().rstrip(".").strip().strip("$").strip("*").strip()
+    return answer
 
 
 def _squash(text: str) -> str:
@@ -193,9 +192,7 @@ def _same_expression(answer: str, expected: str) -> bool:
     mine, theirs = _expression(_strip_assignment(answer)), _expression(_strip_assignment(expected))
     if mine is None or theirs is None:
         return False
-    if mine.free_symbols != theirs.free_symbols:
-        return False
-    if not mine.free_symbols:
+    if not mine.free_symbols | theirs.free_symbols:
         try:
             difference = complex((mine - theirs).evalf())
             scale = max(1.0, abs(complex(theirs.evalf())))
@@ -208,7 +205,7 @@ def _same_expression(answer: str, expected: str) -> bool:
 def _agree_at_points(first, second) -> bool:
     """Equal as functions: the same values at fixed random points (points where either side is
     undefined are skipped; at least three must count)."""
-    symbols = sorted(first.free_symbols, key=str)
+    symbols = sorted(first.free_symbols | second.free_symbols, key=str)
     generator = random.Random(7)
     agreed = 0
     for _ in range(12):

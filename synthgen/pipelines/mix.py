@@ -39,7 +39,10 @@ PAYLOAD = {
     "messages": [("messages", pa.list_(MESSAGE))],
     "text": [("text", pa.string())],
     "prompt_completion": [("prompt", pa.list_(MESSAGE)), ("completion", pa.list_(MESSAGE))],
+    "preference": [("prompt", pa.list_(MESSAGE)), ("chosen", pa.list_(MESSAGE)), ("rejected", pa.list_(MESSAGE)),
+                   ("score_chosen", pa.float64()), ("score_rejected", pa.float64()), ("margin", pa.float64())],
 }
+PAIRS = Columns(prompt="prompt", chosen="chosen", rejected="rejected")
 
 
 def render_chatml(messages: list[dict]) -> str:
@@ -73,17 +76,19 @@ def build_mixture(recipe: Recipe, out: Path) -> dict:
 
 
 # -- 1. staging ------------------------------------------------------------------------------
-def _input_files(source: Source) -> tuple[list[Path], Columns]:
+def _input_files(source: Source, recipe_format: str) -> tuple[list[Path], Columns]:
     path = Path(source.path)
     if not path.exists():
         raise UserError(f"source {source.name}: path not found: {path}")
+    default = PAIRS if recipe_format == "preference" else Columns(messages="messages")
     if is_run(path):
-        files, columns = committed_files(path, DATA), source.columns or Columns(messages="messages")
+        files, columns = committed_files(path, DATA), source.columns or default
     elif (path / DATA).is_dir() and (path / MANIFEST).exists():  # an earlier mixture
-        files, columns = sorted((path / DATA).glob("*.parquet")), source.columns or Columns(messages="messages")
+        files, columns = sorted((path / DATA).glob("*.parquet")), source.columns or default
     else:
         if source.columns is None:
-            raise UserError(f"source {source.name}: {path} is not a synthgen run; give columns: (messages, or prompt + completion, or text)")
+            raise UserError(f"source {source.name}: {path} is not a synthgen run; give columns: (messages, or prompt + "
+                            f"completion, or text, or prompt + chosen + rejected)")
         files = sorted(p for p in path.rglob("*") if p.suffix in (".parquet", ".jsonl")) if path.is_dir() else [path]
         columns = source.columns
     if not files:
@@ -94,10 +99,13 @@ def _input_files(source: Source) -> tuple[list[Path], Columns]:
     return files, columns
 
 
-def _reader(con: duckdb.DuckDBPyConnection, source: Source, files: list[Path]) -> pa.RecordBatchReader:
+def _reader(con: duckdb.DuckDBPyConnection, source: Source, files: list[Path], columns: Columns) -> pa.RecordBatchReader:
     names = [str(f) for f in files]
     scan = "read_parquet(?)" if files[0].suffix == ".parquet" else "read_json_auto(?, format='newline_delimited')"
-    where = f" WHERE ({source.filter})" if source.filter else ""
+    conditions = [f"({source.filter})"] if source.filter else []
+    if columns.pairs:  # a tie leaves a record without a pair
+        conditions.append(f"len({columns.chosen}) > 0 AND len({columns.rejected}) > 0")
+    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
     try:
         return con.sql(f"SELECT * FROM {scan}{where}", params=[names]).to_arrow_reader(BATCH_ROWS)
     except duckdb.Error as exc:
@@ -105,8 +113,11 @@ def _reader(con: duckdb.DuckDBPyConnection, source: Source, files: list[Path]) -
 
 
 def _stage(con, recipe: Recipe, source: Source, index: int, staging: Path, count_tokens) -> dict:
-    files, columns = _input_files(source)
-    reader = _reader(con, source, files)
+    files, columns = _input_files(source, recipe.format)
+    if (recipe.format == "preference") != columns.pairs:
+        raise UserError(f"source {source.name}: format: preference takes prompt + chosen + rejected, and only it does"
+                        + ("" if source.columns else " (a synthgen run has them when its workflow has a select step)"))
+    reader = _reader(con, source, files, columns)
     salt = int.from_bytes(hashlib.sha256(f"{recipe.seed}/{source.name}".encode()).digest()[:8], "little")
     schema = pa.schema([("row", pa.int64()), ("tokens", pa.int64()), ("key", pa.uint64()), *PAYLOAD[recipe.format]])
     target = staging / f"source-{index}.parquet"
@@ -131,7 +142,8 @@ def _stage(con, recipe: Recipe, source: Source, index: int, staging: Path, count
 
 def _normalise(batch: pa.RecordBatch, columns: Columns, recipe: Recipe, source: Source) -> tuple[dict, list[str]]:
     names = set(batch.schema.names)
-    wanted = [c for c in (columns.messages, columns.prompt, columns.completion, columns.system, columns.text) if c]
+    wanted = [c for c in (columns.messages, columns.prompt, columns.completion, columns.chosen, columns.rejected,
+                          columns.system, columns.text) if c]
     missing = [c for c in wanted if c not in names]
     if missing:
         raise UserError(f"source {source.name}: column(s) {', '.join(missing)} not found; it has {', '.join(sorted(names))}")
@@ -141,6 +153,8 @@ def _normalise(batch: pa.RecordBatch, columns: Columns, recipe: Recipe, source: 
             raise UserError(f"source {source.name}: maps only text, which fits format: text (the recipe asks {recipe.format})")
         texts = [str(t or "") for t in data[columns.text]]
         return {"text": texts}, texts
+    if columns.pairs:
+        return _pairs(batch, data, columns)
     conversations = [_conversation(data, columns, i) for i in range(batch.num_rows)]
     rendered = [render_chatml(c) for c in conversations]
     if recipe.format == "messages":
@@ -148,6 +162,22 @@ def _normalise(batch: pa.RecordBatch, columns: Columns, recipe: Recipe, source: 
     if recipe.format == "text":
         return {"text": rendered}, rendered
     return {"prompt": [c[:-1] for c in conversations], "completion": [c[-1:] for c in conversations]}, rendered
+
+
+def _pairs(batch: pa.RecordBatch, data: dict, columns: Columns) -> tuple[dict, list[str]]:
+    """Preference rows: each pair stays one row (prompt, chosen, rejected) and its scores come along."""
+    def messages(value, role: str) -> list[dict]:
+        if isinstance(value, str):
+            return [{"role": role, "content": value}]
+        return [{"role": str(m["role"]), "content": str(m["content"])} for m in value or []]
+
+    payload = {"prompt": [messages(v, "user") for v in data[columns.prompt]],
+               "chosen": [messages(v, "assistant") for v in data[columns.chosen]],
+               "rejected": [messages(v, "assistant") for v in data[columns.rejected]]}
+    for name in ("score_chosen", "score_rejected", "margin"):
+        payload[name] = batch.column(name).to_pylist() if name in batch.schema.names else [None] * batch.num_rows
+    texts = [render_chatml(p + c) + render_chatml(r) for p, c, r in zip(payload["prompt"], payload["chosen"], payload["rejected"])]
+    return payload, texts
 
 
 def _conversation(data: dict, columns: Columns, i: int) -> list[dict]:
