@@ -42,6 +42,7 @@ import inspect
 import json
 import linecache
 import os
+import select
 import sys
 import traceback
 import types
@@ -50,6 +51,7 @@ import unittest
 import wire
 
 MAX_TRACEBACK = 4000
+EXIT_GRACE_S = 0.2
 NOT_IMPORTED = frozenset({"antigravity", "this", "idlelib", "tkinter", "turtle", "turtledemo"})
 PR_SET_DUMPABLE = 4
 HOME = os.path.dirname(os.path.abspath(__file__))
@@ -178,12 +180,16 @@ class Solution:
     def _broke(self, why: str) -> BaseException:
         self.gone = f"the solution's process broke the protocol: {why}"
         try:
+            # The wire closes a moment before the process is gone: give it that moment.
+            exited = os.pidfd_open(self.pid)
+            select.select([exited], [], [], EXIT_GRACE_S)
+            os.close(exited)
             pid, status = os.waitpid(self.pid, os.WNOHANG)
             if pid:
                 code = os.waitstatus_to_exitcode(status)
                 ended = f"signal {-code}" if code < 0 else f"exit code {code}"
                 self.gone = f"the solution's process ended ({ended}) while the tests needed it"
-        except ChildProcessError:
+        except (ChildProcessError, ProcessLookupError):
             pass
         return _blame(SolutionGone(self.gone))
 

@@ -34,7 +34,6 @@ class JudgeStep(AskingStep):
     rubric: Template
     scale: tuple[int, int] = (1, 10)
     min_score: float | None = Field(None, description="a lower score rejects the sample")
-    max_score: float | None = Field(None, description="a higher score rejects the sample (too easy, or an upper bound)")
     must_exceed: str | None = Field(None, description="an earlier judge step whose score this one must beat")
     prompt: Template = DEFAULT_JUDGE_PROMPT
     temperature: float | None = Field(0.0, ge=0, le=2)
@@ -47,12 +46,8 @@ class JudgeStep(AskingStep):
         low, high = self.scale
         if low >= high:
             raise ValueError("scale must be [low, high] with low < high")
-        for name in ("min_score", "max_score"):
-            bound = getattr(self, name)
-            if bound is not None and not low <= bound <= high:
-                raise ValueError(f"{name} {bound} is outside the scale [{low}, {high}]")
-        if self.min_score is not None and self.max_score is not None and self.min_score > self.max_score:
-            raise ValueError(f"min_score {self.min_score} is above max_score {self.max_score}")
+        if self.min_score is not None and not low <= self.min_score <= high:
+            raise ValueError(f"min_score {self.min_score} is outside the scale [{low}, {high}]")
         return self
 
     def check(self, refs: References) -> None:
@@ -100,8 +95,6 @@ def _gate(step: JudgeStep, sample: Sample) -> Check:
     evidence = f"A grader scored it {score:g} on a scale of {step.scale[0]} to {step.scale[1]}: {rationale}"
     if step.min_score is not None and score < step.min_score:
         outcome = Check(False, f"score {score:g} below the minimum {step.min_score:g}", evidence)
-    elif step.max_score is not None and score > step.max_score:
-        outcome = Check(False, f"score {score:g} above the maximum {step.max_score:g}", evidence)
     elif step.must_exceed is not None and score <= sample.context[step.must_exceed]["score"]:
         before = sample.context[step.must_exceed]["score"]
         outcome = Check(False, f"score {score:g} does not exceed {step.must_exceed}'s {before:g}", evidence)
