@@ -257,6 +257,12 @@ validators:
     assert record.margin == 1.0
     [reject] = strict[0].rejects
     assert "pass rate 0.25 outside [0.5, 1]: too hard" in reject.reason
+    (tmp_path / "hard").mkdir()
+    with ScriptedTeacher(lambda messages, body: "I think it is \\boxed{150}") as teacher:
+        hard = run_engine(load_workflow(workflow_file(tmp_path / "hard", teacher.url, verifier.format(band=""))),
+                          [Seed.create("qa", "m", "t", {"question": "7 trays of 24, 19 unsold?", "answer": "149"})])
+    [reject] = hard[0].rejects
+    assert reject.reason == "none of the 4 candidates passed answer, form: answer: answer '150' is not the expected '149' (4x)"
 
 
 @pytest.mark.slow

@@ -5,12 +5,13 @@ both orders, which cancels a judge's preference for a position), or from a verif
 1 passes, 0 fails; its pass rate over the candidates is the prompt's difficulty).
 
 The field `id` is `{best, worst, best_score, worst_score, margin, scores, best_index,
-worst_index, pass_rate}`. Gates: `min_margin` (ties and identical texts never make a pair),
+worst_index, pass_rate}` (and, by verifier, each candidate's first failing check). Gates: `min_margin` (ties and identical texts never make a pair),
 `min_score`/`max_score` on the best, `pass_band` on the pass rate."""
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import re
 from typing import ClassVar, Literal
 
@@ -129,8 +130,9 @@ class SelectStep(AskingStep):
 
 async def select(runner, step: SelectStep, sample: Sample) -> None:
     candidates = sample.context[step.select]
+    failures: list[str | None] = []
     if step.by == "verifier":
-        scores = await _verified(runner, step, sample, candidates)
+        scores, failures = await _verified(runner, step, sample, candidates)
     elif step.by == "pairwise":
         scores = await _pairwise(runner, step, sample, candidates)
     else:
@@ -143,7 +145,8 @@ async def select(runner, step: SelectStep, sample: Sample) -> None:
     value = {"best": candidates[best], "worst": candidates[worst], "best_score": scores[best],
              "worst_score": scores[worst], "margin": round(margin, 6), "scores": scores,
              "best_index": best, "worst_index": worst,
-             "pass_rate": round(sum(scores) / len(scores), 6) if step.by == "verifier" else None}
+             "pass_rate": round(sum(scores) / len(scores), 6) if step.by == "verifier" else None,
+             **({"failures": failures} if failures else {})}
     sample.set(step.id, value)
     sample.prompt_messages[step.id] = sample.prompt_messages.get(step.select, [])  # the pair's prompt
     outcome = _gate(step, value)
@@ -155,7 +158,9 @@ async def select(runner, step: SelectStep, sample: Sample) -> None:
 def _gate(step: SelectStep, value: dict) -> Check:
     best, margin, rate = value["best_score"], value["margin"], value["pass_rate"]
     if step.by == "verifier" and best < 1:
-        return Check(False, f"none of the {len(value['scores'])} candidates passed {', '.join(step.verifier)}")
+        counts = collections.Counter(failure for failure in value["failures"] if failure)
+        why = "; ".join(f"{reason} ({count}x)" if count > 1 else reason for reason, count in counts.most_common(3))
+        return Check(False, f"none of the {len(value['scores'])} candidates passed {', '.join(step.verifier)}: {why}")
     if step.pass_band is not None and not step.pass_band[0] <= rate <= step.pass_band[1]:
         low, high = step.pass_band
         return Check(False, f"pass rate {rate:.2f} outside [{low:g}, {high:g}]: "
@@ -221,15 +226,18 @@ async def _pairwise(runner, step: SelectStep, sample: Sample, candidates: list[s
     return [round(w / comparisons, 6) for w in wins]
 
 
-async def _verified(runner, step: SelectStep, sample: Sample, candidates: list[str]) -> list[float]:
-    async def verify(candidate: str) -> float:
+async def _verified(runner, step: SelectStep, sample: Sample, candidates: list[str]) -> tuple[list[float], list[str | None]]:
+    """1 for a candidate every verifier passes, else 0 and the first verifier's reason."""
+    async def verify(candidate: str) -> tuple[float, str | None]:
         inputs = Inputs({**sample.context, step.select: candidate}, sample.prompts)
         for name in step.verifier:
-            if not (await runner.validators[name].check(inputs, runner.record_id(sample))).passed:
-                return 0.0
-        return 1.0
+            result = await runner.validators[name].check(inputs, runner.record_id(sample))
+            if not result.passed:
+                return 0.0, f"{name}: {result.detail}"
+        return 1.0, None
 
-    return list(await asyncio.gather(*(verify(candidate) for candidate in candidates)))
+    outcomes = await asyncio.gather(*(verify(candidate) for candidate in candidates))
+    return [score for score, _ in outcomes], [failure for _, failure in outcomes]
 
 
 KIND = StepKind("select", SelectStep, select, marker="select")
