@@ -306,3 +306,26 @@ def test_judge_dpo_end_to_end_on_ray_gives_trl_preference_rows(tmp_path, ray_loc
     assert manifest["rows"] == len(mixed) == 8
     assert set(mixed.column_names) >= {"prompt", "chosen", "rejected", "score_chosen", "score_rejected", "margin"}
     assert pq.read_schema(files[0]).field("chosen").type == pq.read_schema(files[0]).field("rejected").type
+
+
+def test_preference_mixtures_take_pairs_and_only_pairs(tmp_path):
+    import pyarrow.parquet as pq
+
+    from synthgen.config.recipe import Recipe
+    from synthgen.pipelines.mix import build_mixture
+
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"q": f"Question {i}?", "good": f"Right {i}.", "bad": f"Wrong {i}."}) + "\n"
+                             for i in range(5)))
+    source = {"name": "pairs", "path": str(pairs), "weight": 1, "columns": {"prompt": "q", "chosen": "good", "rejected": "bad"}}
+    manifest = build_mixture(Recipe(name="dpo", format="preference", sources=[source], weight_by="rows",
+                                    tokenizer="whitespace"), tmp_path / "mix")
+    rows = pq.read_table(tmp_path / "mix" / manifest["shards"][0]["file"]).to_pylist()
+    assert manifest["rows"] == 5 and {row["prompt"][0]["content"] for row in rows} == {f"Question {i}?" for i in range(5)}
+    for row in rows:  # each pair stays together
+        number = row["prompt"][0]["content"].split()[1].rstrip("?")
+        assert row["chosen"] == [{"role": "assistant", "content": f"Right {number}."}]
+        assert row["rejected"] == [{"role": "assistant", "content": f"Wrong {number}."}]
+    chats = dict(source, columns={"prompt": "q", "completion": "good"})
+    with pytest.raises(UserError, match="format: preference takes prompt \\+ chosen \\+ rejected"):
+        build_mixture(Recipe(name="dpo", format="preference", sources=[chats], tokenizer="whitespace"), tmp_path / "bad")
