@@ -329,3 +329,24 @@ def test_preference_mixtures_take_pairs_and_only_pairs(tmp_path):
     chats = dict(source, columns={"prompt": "q", "completion": "good"})
     with pytest.raises(UserError, match="format: preference takes prompt \\+ chosen \\+ rejected"):
         build_mixture(Recipe(name="dpo", format="preference", sources=[chats], tokenizer="whitespace"), tmp_path / "bad")
+
+
+def test_a_cut_off_candidate_is_dropped_and_a_judge_without_verdicts_is_unusable(tmp_path):
+    from synthgen.scripted_teacher import Reply
+
+    def cut_second(messages, body):
+        last = messages[-1]["content"]
+        if "Better:" in last or "Score:" in last:
+            return fair_judge(messages, body)
+        text = candidate_by_seed(body)
+        return Reply(text, "length") if text.startswith("FAIR") else text
+
+    with ScriptedTeacher(cut_second) as teacher:
+        results = run_engine(load_workflow(workflow_file(tmp_path, teacher.url, "    by: judge\n    rubric: correct?")), SEEDS[:1])
+    pick = json.loads(results[0].records[0].fields["pick"])
+    assert len(pick["scores"]) == 3 and not any(text.startswith("FAIR") for text in json.loads(results[0].records[0].fields["answers"]))
+    (tmp_path / "mute").mkdir()
+    with ScriptedTeacher(lambda messages, body: "Both are lovely." if "Better:" in messages[-1]["content"]
+                         else candidate_by_seed(body)) as teacher:
+        mute = run_engine(load_workflow(workflow_file(tmp_path / "mute", teacher.url, "    by: pairwise\n    rubric: correct?")), SEEDS[:1])
+    assert mute[0].rejects[0].reason == "judge unusable: 12 of 12 comparisons without a 'Better: A, B or tie' verdict"

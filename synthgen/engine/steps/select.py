@@ -59,6 +59,10 @@ Better: <A, B or tie>
 Reason: <one sentence>"""
 
 _BETTER = re.compile(r"better\s*:\s*\**\s*(A|B|tie)\b", re.IGNORECASE)
+# Small judges often just name the answer: "A", "Answer B is better."
+_NAMED = re.compile(r"^\W*(?:answer\s*)?(A|B)\b")
+# More comparisons without a verdict than this share: the judge is not judging.
+MAX_UNUSABLE_SHARE = 0.25
 
 
 class SelectStep(AskingStep):
@@ -204,22 +208,25 @@ async def _pairwise(runner, step: SelectStep, sample: Sample, candidates: list[s
     rubric = render_or_fail(step.rubric, sample.context, step.id)
     orders = [(i, j) for i in range(len(candidates)) for j in range(len(candidates)) if i != j]
 
-    async def compare(first: int, second: int) -> tuple[int, int, str]:
+    async def compare(first: int, second: int) -> tuple[int, int, str | None]:
         context = {**sample.context, "request": _request(step, sample), "rubric": rubric,
                    "a": candidates[first], "b": candidates[second]}
         text = await _ask(runner, step, sample, render_or_fail(step.prompt or COMPARE_PROMPT, context, step.id), "compare")
-        found = _BETTER.findall(text)
-        if not found:
-            raise StepFailed(f"select:{step.id}", f"comparison of {first} and {second} unusable: no 'Better: A, B or tie'", text)
-        return first, second, found[-1].lower()
+        found = _BETTER.findall(text) or _NAMED.findall(text)
+        return first, second, found[-1].lower() if found else None
 
+    verdicts = await asyncio.gather(*(compare(i, j) for i, j in orders))
+    unusable = sum(verdict is None for _, _, verdict in verdicts)
+    if unusable > MAX_UNUSABLE_SHARE * len(verdicts):
+        raise StepFailed(f"select:{step.id}", f"judge unusable: {unusable} of {len(verdicts)} comparisons "
+                                              f"without a 'Better: A, B or tie' verdict")
     wins = [0.0] * len(candidates)
-    for first, second, verdict in await asyncio.gather(*(compare(i, j) for i, j in orders)):
+    for first, second, verdict in verdicts:  # no verdict counts as a tie: it tells nothing
         if verdict == "a":
             wins[first] += 1
         elif verdict == "b":
             wins[second] += 1
-        else:
+        else:  # a tie, or no verdict
             wins[first] += 0.5
             wins[second] += 0.5
     comparisons = 2 * (len(candidates) - 1)
