@@ -61,7 +61,7 @@ Reason: <one sentence>"""
 _BETTER = re.compile(r"better\s*:\s*\**\s*(A|B|tie)\b", re.IGNORECASE)
 # Small judges often just name the answer: "A", "Answer B is better."
 _NAMED = re.compile(r"^\W*(?:answer\s*)?(A|B)\b")
-# More comparisons without a verdict than this share: the judge is not judging.
+# More grades or comparisons without a verdict than this share: the judge is not judging.
 MAX_UNUSABLE_SHARE = 0.25
 
 
@@ -140,9 +140,13 @@ async def select(runner, step: SelectStep, sample: Sample) -> None:
     elif step.by == "pairwise":
         scores = await _pairwise(runner, step, sample, candidates)
     else:
-        scores = await asyncio.gather(*(_grade(runner, step, sample, k, text) for k, text in enumerate(candidates)))
-    best = max(range(len(scores)), key=lambda k: (scores[k], -k))
-    worst = min(range(len(scores)), key=lambda k: (scores[k], k))
+        scores = await asyncio.gather(*(_grade(runner, step, sample, text) for text in candidates))
+        ungraded = scores.count(None)
+        if ungraded > MAX_UNUSABLE_SHARE * len(scores):
+            raise StepFailed(f"select:{step.id}", f"judge unusable: {ungraded} of {len(scores)} grades without a score")
+    graded = [k for k, score in enumerate(scores) if score is not None]  # an ungraded candidate is out
+    best = max(graded, key=lambda k: (scores[k], -k))
+    worst = min(graded, key=lambda k: (scores[k], k))
     margin = scores[best] - scores[worst]
     if candidates[best].strip() == candidates[worst].strip():
         margin = 0.0  # one text twice is no preference
@@ -190,7 +194,7 @@ async def _ask(runner, step: SelectStep, sample: Sample, prompt: str, purpose: s
     return text
 
 
-async def _grade(runner, step: SelectStep, sample: Sample, index: int, candidate: str) -> float:
+async def _grade(runner, step: SelectStep, sample: Sample, candidate: str) -> float | None:
     low, high = step.scale
     rubric = render_or_fail(step.rubric, sample.context, step.id)
     context = {**sample.context, "request": _request(step, sample), "rubric": rubric, "text": candidate,
@@ -198,8 +202,8 @@ async def _grade(runner, step: SelectStep, sample: Sample, index: int, candidate
     text = await _ask(runner, step, sample, render_or_fail(step.prompt or GRADE_PROMPT, context, step.id), "judge")
     try:
         return judge_score(text, low, high)[0]
-    except ParseError as exc:
-        raise StepFailed(f"select:{step.id}", f"grade of candidate {index} unusable: {exc}", text) from None
+    except ParseError:
+        return None
 
 
 async def _pairwise(runner, step: SelectStep, sample: Sample, candidates: list[str]) -> list[float]:
