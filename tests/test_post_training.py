@@ -350,3 +350,48 @@ def test_a_cut_off_candidate_is_dropped_and_a_judge_without_verdicts_is_unusable
                          else candidate_by_seed(body)) as teacher:
         mute = run_engine(load_workflow(workflow_file(tmp_path / "mute", teacher.url, "    by: pairwise\n    rubric: correct?")), SEEDS[:1])
     assert mute[0].rejects[0].reason == "judge unusable: 12 of 12 comparisons without a 'Better: A, B or tie' verdict"
+
+
+def test_code_candidates_are_verified_by_the_exec_validator(tmp_path):
+    """Rejection sampling for code: the sandbox's verdict is the score."""
+    from synthgen.engine.sandbox import open_sandbox
+
+    right = "```python\ndef add(a, b):\n    return a + b\n```"
+    wrong = "```python\ndef add(a, b):\n    return a * b\n```"
+
+    def responder(messages, body):
+        from synthgen.engine.teacher import VARIANT_SEED_STRIDE
+
+        if "TESTS" in messages[-1]["content"]:
+            return "```python\ndef test_add():\n    assert add(2, 3) == 5\n```"
+        return right if (body.get("seed") or 0) // VARIANT_SEED_STRIDE in (1, 3) else wrong
+
+    (tmp_path / "seeds.jsonl").write_text(json.dumps({"text": "def add(a, b): ...", "id": "add"}) + "\n")
+    (tmp_path / "w.yaml").write_text(f"""name: code_pairs
+seeds: {{path: {tmp_path / 'seeds.jsonl'}, kind: code}}
+teacher: {{base_url: URL, model: scripted, max_retries: 1, timeout_s: 10}}
+steps:
+  - {{id: tests, prompt: "TESTS for {{{{ seed.text }}}}", parse: code_block}}
+  - {{id: answers, candidates: 4, prompt: "Implement {{{{ seed.text }}}}", parse: code_block}}
+  - {{id: pick, select: answers, by: verifier, verifier: run}}
+validators:
+  run: {{kind: exec, code: answers, tests: tests, timeout_s: 5}}
+messages: [{{role: user, content: "{{{{ seed.text }}}}"}}, {{role: assistant, content: "{{{{ pick.best }}}}"}}]
+""")
+    with ScriptedTeacher(responder) as teacher, open_sandbox("bwrap", slots=1) as pool:
+        (tmp_path / "w.yaml").write_text((tmp_path / "w.yaml").read_text().replace("URL", teacher.url))
+        workflow = load_workflow(tmp_path / "w.yaml")
+        seeds = [Seed.create("code", "def add(a, b): ...", "t")]
+
+        async def main():
+            teachers = {name: TeacherClient(name, config, None, None) for name, config in workflow.teachers.items()}
+            runner = WorkflowRunner(workflow, teachers, validators=build_validators(workflow, Services(sandbox=lambda: pool)))
+            try:
+                return await runner.run(seeds[0])
+            finally:
+                await runner.close()
+
+        result = asyncio.run(main())
+    [record] = result.records
+    assert record.pass_rate == 0.5 and "a + b" in record.chosen[0].content and "a * b" in record.rejected[0].content
+    assert "a + b" in record.messages[-1].content
