@@ -337,7 +337,7 @@ def test_a_cut_off_candidate_is_dropped_and_a_judge_without_verdicts_is_unusable
     def cut_second(messages, body):
         last = messages[-1]["content"]
         if "Better:" in last or "Score:" in last:
-            return fair_judge(messages, body)
+            return Reply(fair_judge(messages, body) + " and on and on", "length")  # the verdict, then cut
         text = candidate_by_seed(body)
         return Reply(text, "length") if text.startswith("FAIR") else text
 

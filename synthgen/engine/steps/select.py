@@ -189,7 +189,10 @@ def _request(step: SelectStep, sample: Sample) -> str:
 async def _ask(runner, step: SelectStep, sample: Sample, prompt: str, purpose: str) -> str:
     view = Sample(context=sample.context, seed_id=sample.seed_id, sample_index=sample.sample_index,
                   conversation=[*opening(step, step.system or JUDGE_SYSTEM, sample), {"role": "user", "content": prompt}])
-    text = await runner.ask(step, view, purpose)
+    try:
+        text = await runner.ask(step, view, purpose)
+    except StepFailed as exc:  # cut at max_tokens: the verdict often came first, and is read from what came
+        text = exc.raw
     sample.turns.extend(view.turns)
     return text
 
