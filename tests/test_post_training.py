@@ -193,7 +193,8 @@ def test_judge_selection_picks_the_best_and_the_worst(tmp_path):
         assert pick["best"].startswith("GOOD") and pick["worst"].startswith("BAD") and pick["margin"] == 8
         assert record.chosen[0].content.startswith("GOOD") and record.rejected[0].content.startswith("BAD")
         assert (record.score_chosen, record.score_rejected, record.margin) == (9, 1, 8)
-        assert [m.role for m in record.prompt] == ["system", "user"] and record.prompt[1].content.startswith("What is")
+        assert record.prompt == record.messages[:-1]  # the SFT and DPO views ask the same
+        assert [m.role for m in record.prompt] == ["user"] and record.prompt[0].content.startswith("What is")
         assert record.messages[-1].content.startswith("GOOD")
     assert requests == 3 * (4 + 4)  # per seed: 4 candidates, 4 grades
 
@@ -294,7 +295,7 @@ def test_judge_dpo_end_to_end_on_ray_gives_trl_preference_rows(tmp_path, ray_loc
     rows = datasets.load_dataset("parquet", data_files=[str(f) for f in files], split="train")
     assert len(rows) == 8 and report.status == "done"
     for row in rows:
-        assert [m["role"] for m in row["prompt"]] == ["system", "user"]
+        assert [m["role"] for m in row["prompt"]] == ["user"] and row["prompt"] == row["messages"][:-1]
         assert [m["role"] for m in row["chosen"]] == ["assistant"] == [m["role"] for m in row["rejected"]]
         assert row["chosen"] != row["rejected"] and row["margin"] >= 0.25
         assert row["score_chosen"] - row["score_rejected"] == pytest.approx(row["margin"])

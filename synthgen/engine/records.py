@@ -67,8 +67,8 @@ class Record(BaseModel):
     `fields`; the shard schema is derived from these models.
 
     `messages` is the SFT conversation (TRL conversational). A workflow with a `select` step also
-    fills the TRL preference columns from its last one: `prompt` (the messages the candidates were
-    asked with), `chosen`/`rejected` (one assistant message each: the best and worst candidate;
+    fills the TRL preference columns from its last one: `prompt` (`messages` up to the last
+    assistant turn), `chosen`/`rejected` (one assistant message each: the best and worst candidate;
     empty when they tie) with their scores and margin, and `pass_rate` when a verifier scored."""
 
     record_id: str

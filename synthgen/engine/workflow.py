@@ -60,7 +60,8 @@ class WorkflowRunner:
                 result.rejects.append(Reject(**self.base_fields(seed, sample), stage=failure.stage,
                                              reason=failure.reason, raw=failure.raw))
             else:
-                result.records.append(Record(**self.base_fields(seed, sample), messages=messages, **self._pair(sample)))
+                result.records.append(Record(**self.base_fields(seed, sample), messages=messages,
+                                             **self._pair(sample, messages)))
         return result
 
     async def close(self) -> None:
@@ -160,14 +161,19 @@ class WorkflowRunner:
         sample.conversation.append({"role": "assistant", "content": text})
         return text
 
-    def _pair(self, sample: Sample) -> dict:
-        """The TRL preference columns from the last select step; a tie leaves chosen/rejected empty."""
+    def _pair(self, sample: Sample, messages: list[ChatMessage]) -> dict:
+        """The TRL preference columns from the last select step; a tie leaves chosen/rejected empty.
+        The prompt is the training conversation's (`messages` up to its last assistant turn), so
+        the SFT and DPO views agree; without one, the messages the candidates were asked with."""
         if self._pair_source is None:
             return {}
         chosen = sample.context[self._pair_source]
         columns = {"score_chosen": chosen["best_score"], "score_rejected": chosen["worst_score"],
                    "margin": chosen["margin"], "pass_rate": chosen["pass_rate"]}
-        columns["prompt"] = [ChatMessage(**message) for message in sample.prompt_messages.get(self._pair_source, [])]
+        if messages and messages[-1].role == "assistant":
+            columns["prompt"] = messages[:-1]
+        else:
+            columns["prompt"] = [ChatMessage(**m) for m in sample.prompt_messages.get(self._pair_source, [])]
         if chosen["margin"] > 0:
             columns["chosen"] = [ChatMessage(role="assistant", content=chosen["best"])]
             columns["rejected"] = [ChatMessage(role="assistant", content=chosen["worst"])]
