@@ -109,7 +109,8 @@ def lazy_teacher(messages: list[dict]) -> str:
     return "Score: 8\nReason: Good." if "Score: <number>" in last else last
 
 
-@pytest.mark.parametrize("name", ["rewrite_augment", "textbook", "self_revision"])
+@pytest.mark.parametrize("name", ["rewrite_augment", "textbook", "self_revision", "sft_best_of_n", "judge_dpo",
+                                  "reasoning_traces"])
 def test_a_lazy_teacher_gets_nothing_accepted(name):
     with ScriptedTeacher(lazy_teacher) as teacher:
         workflow, seeds = builtin(name, teacher.url, limit=6)
@@ -118,7 +119,8 @@ def test_a_lazy_teacher_gets_nothing_accepted(name):
     reasons = [reject.reason for r in results for reject in r.rejects]
     assert len(reasons) == len(seeds)
     print(name, reasons)
-    assert all("copies" in reason or "does not exceed" in reason for reason in reasons), reasons
+    expected = "is not the expected" if name == "reasoning_traces" else "copies"
+    assert all(expected in reason or "does not exceed" in reason for reason in reasons), reasons
 
 
 def test_a_judge_that_gives_everything_the_same_score_is_called_uninformative():

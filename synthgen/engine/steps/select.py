@@ -75,6 +75,9 @@ class SelectStep(AskingStep):
     prompt: Template | None = Field(None, description="the grading (judge) or comparing (pairwise) prompt")
     verifier: list[str] | None = Field(
         None, description="with by: verifier, validators reading the candidates step: a candidate passing all scores 1")
+    require: list[str] = Field(
+        default_factory=list, description="validators reading the candidates step that a candidate must pass to be "
+        "scored at all (novelty, repetition, structure: an echo never becomes the best)")
     min_margin: float | None = Field(None, gt=0, description="a smaller best-worst margin rejects the sample: no pair")
     min_score: float | None = Field(None, description="the best candidate must score at least this")
     max_score: float | None = Field(None, description="a best candidate above this rejects: the prompt is too easy")
@@ -85,7 +88,7 @@ class SelectStep(AskingStep):
 
     makes_pairs: ClassVar[bool] = True
 
-    @field_validator("verifier", mode="before")
+    @field_validator("verifier", "require", mode="before")
     @classmethod
     def _one_or_more(cls, value):
         return [value] if isinstance(value, str) else value
@@ -117,11 +120,11 @@ class SelectStep(AskingStep):
         source = next(step for step in refs.earlier_steps() if step.id == self.select)
         if not isinstance(source, CandidatesStep):
             raise ValueError(f"{refs.where}.select: '{self.select}' is not a candidates step")
-        for name in self.verifier or []:
-            refs.validator(name, "verifier")
+        for key, name in [*(("verifier", v) for v in self.verifier or []), *(("require", r) for r in self.require)]:
+            refs.validator(name, key)
             fields = set(refs.validators[name].field_refs().values())
             if self.select not in fields:
-                raise ValueError(f"{refs.where}.verifier: '{name}' does not read '{self.select}' "
+                raise ValueError(f"{refs.where}.{key}: '{name}' does not read '{self.select}' "
                                  f"(it reads {', '.join(sorted(fields)) or 'every free-text field'}): "
                                  f"give it fields: [{self.select}] so it checks each candidate")
         extra = {"request", "rubric", "text", "a", "b", "low", "high"}
@@ -129,11 +132,11 @@ class SelectStep(AskingStep):
         refs.template(self.prompt, "prompt", extra)
 
     def own_validators(self) -> list[str]:
-        return list(self.verifier or [])
+        return [*(self.verifier or []), *self.require]
 
 
 async def select(runner, step: SelectStep, sample: Sample) -> None:
-    candidates = sample.context[step.select]
+    candidates, excluded = await _admitted(runner, step, sample, sample.context[step.select])
     failures: list[str | None] = []
     if step.by == "verifier":
         scores, failures = await _verified(runner, step, sample, candidates)
@@ -154,7 +157,7 @@ async def select(runner, step: SelectStep, sample: Sample) -> None:
              "worst_score": scores[worst], "margin": round(margin, 6), "scores": scores,
              "best_index": best, "worst_index": worst,
              "pass_rate": round(sum(scores) / len(scores), 6) if step.by == "verifier" else None,
-             **({"failures": failures} if failures else {})}
+             **({"failures": failures} if failures else {}), **({"excluded": excluded} if excluded else {})}
     sample.set(step.id, value)
     sample.prompt_messages[step.id] = sample.prompt_messages.get(step.select, [])  # the pair's prompt
     outcome = _gate(step, value)
@@ -166,8 +169,7 @@ async def select(runner, step: SelectStep, sample: Sample) -> None:
 def _gate(step: SelectStep, value: dict) -> Check:
     best, margin, rate = value["best_score"], value["margin"], value["pass_rate"]
     if step.by == "verifier" and best < 1:
-        counts = collections.Counter(failure for failure in value["failures"] if failure)
-        why = "; ".join(f"{reason} ({count}x)" if count > 1 else reason for reason, count in counts.most_common(3))
+        why = _most_common([failure for failure in value["failures"] if failure])
         return Check(False, f"none of the {len(value['scores'])} candidates passed {', '.join(step.verifier)}: {why}")
     if step.pass_band is not None and not step.pass_band[0] <= rate <= step.pass_band[1]:
         low, high = step.pass_band
@@ -240,18 +242,37 @@ async def _pairwise(runner, step: SelectStep, sample: Sample, candidates: list[s
     return [round(w / comparisons, 6) for w in wins]
 
 
+async def _first_failure(runner, names: list[str], step: SelectStep, sample: Sample, candidate: str) -> str | None:
+    """The first of these validators a candidate fails, with its reason; None when it passes all."""
+    inputs = Inputs({**sample.context, step.select: candidate}, sample.prompts)
+    for name in names:
+        result = await runner.validators[name].check(inputs, runner.record_id(sample))
+        if not result.passed:
+            return f"{name}: {result.detail}"
+    return None
+
+
+async def _admitted(runner, step: SelectStep, sample: Sample, candidates: list[str]) -> tuple[list[str], list[str]]:
+    """The candidates that pass `require`, and why the others are out; none passing rejects."""
+    if not step.require:
+        return candidates, []
+    failures = await asyncio.gather(*(_first_failure(runner, step.require, step, sample, c) for c in candidates))
+    admitted = [candidate for candidate, failure in zip(candidates, failures) if failure is None]
+    excluded = [failure for failure in failures if failure is not None]
+    if not admitted:
+        raise StepFailed(f"select:{step.id}", f"no candidate passed {', '.join(step.require)}: {_most_common(excluded)}")
+    return admitted, excluded
+
+
+def _most_common(reasons: list[str]) -> str:
+    counts = collections.Counter(reasons).most_common(3)
+    return "; ".join(f"{reason} ({count}x)" if count > 1 else reason for reason, count in counts)
+
+
 async def _verified(runner, step: SelectStep, sample: Sample, candidates: list[str]) -> tuple[list[float], list[str | None]]:
     """1 for a candidate every verifier passes, else 0 and the first verifier's reason."""
-    async def verify(candidate: str) -> tuple[float, str | None]:
-        inputs = Inputs({**sample.context, step.select: candidate}, sample.prompts)
-        for name in step.verifier:
-            result = await runner.validators[name].check(inputs, runner.record_id(sample))
-            if not result.passed:
-                return 0.0, f"{name}: {result.detail}"
-        return 1.0, None
-
-    outcomes = await asyncio.gather(*(verify(candidate) for candidate in candidates))
-    return [score for score, _ in outcomes], [failure for _, failure in outcomes]
+    failures = await asyncio.gather(*(_first_failure(runner, step.verifier, step, sample, c) for c in candidates))
+    return [0.0 if failure else 1.0 for failure in failures], list(failures)
 
 
 KIND = StepKind("select", SelectStep, select, marker="select")
