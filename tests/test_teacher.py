@@ -266,3 +266,10 @@ def test_both_transports_use_the_proxy_the_environment_names(teacher, transport,
     completion = _chat(TeacherClient("default", settings, None, api_key=None))
     assert completion.text == "Answer to: hello"
     assert teacher.paths == ["http://teacher.invalid/v1/chat/completions"], "the request did not go through the proxy"
+
+
+def test_the_model_is_recorded_by_name_not_by_file_path(teacher, transport):
+    """llama.cpp servers answer with the model file's path; records keep a model name."""
+    completion = _chat(_client(teacher, transport=transport, model="/home/me/models/SmolLM2-135M.Q8_0.gguf"))
+    assert completion.model == "SmolLM2-135M.Q8_0"
+    assert _chat(_client(teacher, transport=transport, model="gpt-4o-mini")).model == "gpt-4o-mini"

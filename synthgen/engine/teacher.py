@@ -68,6 +68,15 @@ class Completion:
     prompt_hash: str
 
 
+def _model_name(answered: object, asked: str) -> str:
+    """The model that answered, as a name: llama.cpp servers answer with the model file's path."""
+    if not isinstance(answered, str) or not answered:
+        return asked
+    if "/" in answered and answered.lower().endswith((".gguf", ".bin", ".safetensors")):
+        return answered.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    return answered
+
+
 def request_key(body: dict) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
@@ -203,7 +212,7 @@ class TeacherClient:
                 "finish_reason": choice.get("finish_reason") or "",
                 "tokens_in": tokens_in,
                 "tokens_out": tokens_out,
-                "model": response.get("model") or self.config.model,
+                "model": _model_name(response.get("model"), self.config.model),
             }
             return stored, attempt
         if unavailable:
