@@ -5,9 +5,12 @@ tokens, teacher cost per step, throughput over time, contamination hits and samp
 from __future__ import annotations
 
 import base64
+import collections
 import html
 import io
 import json
+import re
+import textwrap
 from pathlib import Path
 
 from synthgen.storage.layout import MANIFEST
@@ -113,15 +116,27 @@ def _funnel(page: _Page, con, steps: list[str], summary: dict) -> str:
     return image + _table(["stage", "rejected here", "still in"], rows) + "<h3>Validators</h3>" + validators
 
 
+def reason_class(stage: str, reason: str) -> str:
+    """A reject reason without its particulars (numbers, quoted values), so that `score 3 below 6`
+    and `score 4 below 6` are one bar."""
+    general = re.sub(r"'[^']*'|\"[^\"]*\"", "'…'", reason)
+    general = re.sub(r"\d+(?:\.\d+)?", "N", general)
+    return f"[{stage}] {general}"
+
+
 def _rejects(page: _Page, summary: dict) -> str:
     rows = summary["rejects_by_reason"]
-    if rows:
-        top = rows[:10]
+    classes: collections.Counter[str] = collections.Counter()
+    for row in rows:
+        classes[reason_class(row["stage"], row["reason"])] += row["count"]
+    page_image = ""
+    if classes:
+        top = classes.most_common(10)
+        labels = [textwrap.shorten(label, 90, placeholder="…") for label, _ in top]
+        labels = [f"{label} ({n})" if labels.count(label) > 1 else label for n, label in enumerate(labels)]
         page_image = page.plot("rejects", lambda ax: (
-            ax.barh([f"[{r['stage']}] {r['reason'][:40]}" for r in top][::-1], [r["count"] for r in top][::-1], color="#c66"),
+            ax.barh(["\n".join(textwrap.wrap(label, 45)) for label in labels][::-1], [n for _, n in top][::-1], color="#c66"),
             ax.set_xlabel("samples")))
-    else:
-        page_image = ""
     return page_image + _table(["count", "stage", "reason"], [[r["count"], r["stage"], r["reason"]] for r in rows])
 
 
@@ -133,7 +148,7 @@ def _lengths(page: _Page, con) -> str:
     tokens = [r[0] or 0 for r in rows]
     chars = [r[1] or 0 for r in rows]
     if not rows:
-        return "<p>no accepted records yet</p>"
+        return "<p>no accepted records</p>"
     image = page.plot("lengths", lambda ax: (ax.hist(tokens, bins=min(30, max(5, len(tokens))), color="#47a"),
                                              ax.set_xlabel("teacher tokens per accepted record"), ax.set_ylabel("records")))
     stats = [["teacher tokens per record", min(tokens), sorted(tokens)[len(tokens) // 2], max(tokens)],
@@ -152,17 +167,22 @@ def _teachers(summary: dict) -> str:
 
 
 def _throughput(page: _Page, con) -> str:
-    rows = con.execute(
-        """SELECT date_trunc('minute', created_at) AS minute, count(*) FROM
-           (SELECT created_at FROM data UNION ALL SELECT created_at FROM rejects) GROUP BY 1 ORDER BY 1"""
-    ).fetchall()
-    if not rows:
-        return "<p>nothing settled yet</p>"
-    first = rows[0][0]
-    minutes = [(r[0] - first).total_seconds() / 60 for r in rows]
-    image = page.plot("throughput", lambda ax: (ax.plot(minutes, [r[1] for r in rows], marker="o", color="#a74"),
-                                                ax.set_xlabel("minutes into the run"), ax.set_ylabel("samples settled per minute")))
-    return image + _table(["minute (UTC)", "samples settled"], [[r[0], r[1]] for r in rows])
+    """Samples settled over the run, in as many bins as make sense: a one-minute run gets seconds."""
+    times = [r[0] for r in con.execute(
+        "SELECT epoch_ms(created_at) / 1000.0 FROM (SELECT created_at FROM data UNION ALL SELECT created_at FROM rejects) ORDER BY 1"
+    ).fetchall()]
+    if not times:
+        return "<p>nothing settled</p>"
+    span = max(times[-1] - times[0], 1.0)
+    width = next(w for w in (1, 5, 10, 30, 60, 300, 600, 1800, 3600, 86400) if span / w <= 40 or w == 86400)
+    counts = collections.Counter(int((t - times[0]) // width) for t in times)
+    bins = list(range(max(counts) + 1))
+    unit, scale = ("minutes", 60) if span > 600 else ("seconds", 1)
+    image = page.plot("throughput", lambda ax: (
+        ax.step([b * width / scale for b in bins], [sum(counts[i] for i in range(b + 1)) for b in bins], where="post", color="#a74"),
+        ax.set_xlabel(f"{unit} into the run"), ax.set_ylabel("samples settled (cumulative)")))
+    rate = len(times) / span
+    return image + _table(["samples settled", "span s", "per second", "bin s"], [[len(times), round(span, 1), round(rate, 2), width]])
 
 
 def _contamination(summary: dict) -> str:
@@ -172,7 +192,7 @@ def _contamination(summary: dict) -> str:
 def _samples(con) -> str:
     rows = con.execute(f"SELECT record_id, messages FROM data ORDER BY record_id LIMIT {SAMPLES}").fetchall()
     if not rows:
-        return "<p>no accepted records yet</p>"
+        return "<p>no accepted records</p>"
     parts = []
     for record_id, messages in rows:
         turns = "".join(f"<p><b>{html.escape(m['role'])}</b></p><pre>{html.escape(m['content'])}</pre>" for m in messages)
