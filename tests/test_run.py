@@ -208,3 +208,21 @@ def test_progress_is_live_while_a_batch_still_runs(ray_local, teacher, tmp_path,
     lines = [r.getMessage() for r in caplog.records if " seeds (" in r.getMessage()]
     partial = [line for line in lines if not line.startswith("0/") and not line.startswith("6/6")]
     assert partial, f"no progress line between start and end: {lines}"
+
+
+def test_the_demo_says_which_workflow_kept_nothing_and_why():
+    from types import SimpleNamespace
+
+    from synthgen.interface.demo import demo_warnings
+
+    def report(records, reasons):
+        return SimpleNamespace(summary={"records": records, "rejects": sum(r["count"] for r in reasons), "rejects_by_reason": reasons})
+
+    rows = [("textbook", report(0, [{"count": 5, "stage": "validate:novelty", "reason": "section copies its own prompt"},
+                                    {"count": 1, "stage": "judge:value", "reason": "score 3 below the minimum 6"}])),
+            ("rewrite_augment", report(4, []))]
+    lines = demo_warnings(rows)
+    assert lines[0] == ("WARNING: textbook accepted nothing (6 rejects): 5x [validate:novelty] section copies its own prompt; "
+                        "1x [judge:value] score 3 below the minimum 6")
+    assert "--teacher-url" in lines[1] and len(lines) == 2
+    assert demo_warnings(rows[1:]) == []

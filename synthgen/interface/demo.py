@@ -46,9 +46,29 @@ def demo(out: Path) -> bool:
     for name, report in rows:
         s = report.summary
         print(f"{name:<22}{s['seeds']:>6}{s['records']:>9}{s['rejects']:>9}{s['tokens_out']:>12}  {report.out}/data")
+    for line in demo_warnings(rows):
+        print(line)
     _demo_mixture(out, rows)
-    print(f"look inside: synthgen inspect {out / 'instruction_reversal'} --sql \"SELECT * FROM data LIMIT 3\"")
+    kept = [report.out for _, report in rows if report.summary["records"]]
+    if kept:
+        print(f"look inside: synthgen inspect {kept[0]} --sql \"SELECT * FROM data LIMIT 3\"")
+    print("reports: " + ", ".join(f"{report.out}/report/index.html" for _, report in rows))
     return complete
+
+
+def demo_warnings(rows) -> list[str]:
+    """A workflow that kept nothing is said so, with its top reject reasons, and what would help."""
+    lines = []
+    for name, report in rows:
+        summary = report.summary
+        if summary["records"]:
+            continue
+        top = "; ".join(f"{r['count']}x [{r['stage']}] {r['reason'][:120]}" for r in summary["rejects_by_reason"][:2])
+        lines.append(f"WARNING: {name} accepted nothing ({summary['rejects']} rejects): {top or 'no seed settled'}")
+    if lines:
+        lines.append("the embedded teacher is a 135M-parameter model: for real data, give a stronger one "
+                     "(synthgen run WORKFLOW.yaml --teacher-url URL --model NAME)")
+    return lines
 
 
 def _demo_mixture(out: Path, rows) -> None:
