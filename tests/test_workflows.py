@@ -332,3 +332,12 @@ def test_calls_that_all_expect_one_answer_prove_nothing():
         assert vacuous.status == "error" and vacuous.broken == "tests" and "do not tell implementations apart" in vacuous.reason
         telling = pool.run(Job.with_calls(wrong, ["search([], 3)", "search([3, 4], 4)"], reference))
         assert telling.status == "failed" and telling.failed_tests == ["search([3, 4], 4)"]
+
+
+def test_a_revisers_evidence_is_bounded_keeping_its_start_and_end():
+    from synthgen.engine.steps.revise import MAX_EVIDENCE_CHARS, shortened
+
+    evidence = "FAILED test_one\nTraceback ...\n" + "frame line\n" * 2000 + "AssertionError: assert 2 == 3"
+    short = shortened(evidence)
+    assert len(short) < MAX_EVIDENCE_CHARS + 80 and short.startswith("FAILED test_one") and short.endswith("assert 2 == 3")
+    assert "characters left out" in short and shortened("short") == "short"

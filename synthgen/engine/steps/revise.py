@@ -41,6 +41,19 @@ class ReviseStep(AskingStep):
         return [self.until]
 
 
+# Evidence shown to a reviser: tracebacks of several failing tests ran to 10k+ characters and
+# overflowed a small teacher's context (2,048 tokens for the embedded one) with the prompt around
+# them. The first failure's start and the end (the assertion that failed) say what to fix.
+MAX_EVIDENCE_CHARS = 1600
+
+
+def shortened(text: str, limit: int = MAX_EVIDENCE_CHARS) -> str:
+    if len(text) <= limit:
+        return text
+    head, tail = text[: limit * 2 // 3], text[-(limit // 3):]
+    return f"{head}\n[... {len(text) - len(head) - len(tail)} characters left out ...]\n{tail}"
+
+
 async def revise(runner, step: ReviseStep, sample: Sample) -> None:
     """Check; while it fails, show the teacher its answer and the evidence, take the new answer."""
     kind = step.parse or runner.workflow.step(step.revise).answer_format()
@@ -60,8 +73,8 @@ async def revise(runner, step: ReviseStep, sample: Sample) -> None:
                 f"{step.until} still failing after {step.max_rounds} revision round(s): {outcome.detail}",
                 outcome.evidence,
             )
-        context = {**sample.context, "previous": sample.fields[step.revise], "evidence": outcome.evidence or outcome.detail,
-                   "round": round_number + 1}
+        context = {**sample.context, "previous": sample.fields[step.revise],
+                   "evidence": shortened(outcome.evidence or outcome.detail), "round": round_number + 1}
         with side_conversation(sample, step, step.system):
             sample.conversation.append({"role": "user", "content": render_or_fail(step.prompt, context, step.id)})
             sample.set(step.revise, await answer(runner, step, sample, kind, "revise", {}, round_number + 1))
