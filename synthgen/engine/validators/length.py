@@ -12,20 +12,25 @@ from synthgen.engine.tokens import counter
 from synthgen.engine.validators.base import Check, Services, TextGate, ValidatorKind
 
 
-class LengthSpec(ValidatorSpec):
-    """Reject answers shorter or longer than bounds in tokens."""
+class TokenBounds(ValidatorSpec):
+    """Bounds in tokens and the tokenizer that counts them (also the `think` validator's)."""
 
-    kind: Literal["length"] = "length"
-    fields: list[str] | None = Field(None, description="fields checked (default: every free-text answer)")
     min_tokens: int = Field(1, ge=0)
     max_tokens: int | None = Field(None, ge=1)
     tokenizer: str = Field("embedded", description="embedded (the local teacher's vocabulary), whitespace, or hf:NAME")
 
     @model_validator(mode="after")
-    def _bounds(self) -> LengthSpec:
+    def _bounds(self) -> TokenBounds:
         if self.max_tokens is not None and self.max_tokens < self.min_tokens:
             raise ValueError(f"max_tokens {self.max_tokens} is below min_tokens {self.min_tokens}")
         return self
+
+
+class LengthSpec(TokenBounds):
+    """Reject answers shorter or longer than bounds in tokens."""
+
+    kind: Literal["length"] = "length"
+    fields: list[str] | None = Field(None, description="fields checked (default: every free-text answer)")
 
     def field_refs(self) -> dict[str, str]:
         return field_list_refs(self.fields)
@@ -49,7 +54,7 @@ class LengthCheck(TextGate):
         return None
 
 
-def prepare(name: str, spec: LengthSpec, workflow) -> None:
+def prepare(name: str, spec: TokenBounds, workflow) -> None:
     """Build the tokenizer once (the embedded one is read from the model file, then cached)."""
     counter(spec.tokenizer)
 

@@ -6,29 +6,22 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
-from synthgen.config.kinds import ValidatorSpec
 from synthgen.engine.tokens import counter
 from synthgen.engine.validators.base import Check, Inputs, Services, ValidatorKind
+from synthgen.engine.validators.length import TokenBounds, prepare
 
 OPEN, CLOSE = "<think>", "</think>"
 
 
-class ThinkSpec(ValidatorSpec):
-    """One `<think>` block first, then a non-empty answer; the reasoning's length in tokens bounded."""
+class ThinkSpec(TokenBounds):
+    """One `<think>` block first, then a non-empty answer; the reasoning's length in tokens bounded
+    (`max_tokens`: excessive length is penalised)."""
 
     kind: Literal["think"] = "think"
     field: str = Field(description="the field holding the whole trace")
     min_tokens: int = Field(20, ge=0, description="the reasoning inside <think> has at least this many tokens")
-    max_tokens: int | None = Field(None, ge=1, description="... and at most this many (excessive length is penalised)")
-    tokenizer: str = Field("embedded", description="embedded (the local teacher's vocabulary), whitespace, or hf:NAME")
-
-    @model_validator(mode="after")
-    def _bounds(self) -> ThinkSpec:
-        if self.max_tokens is not None and self.max_tokens < self.min_tokens:
-            raise ValueError(f"max_tokens {self.max_tokens} is below min_tokens {self.min_tokens}")
-        return self
 
     def field_refs(self) -> dict[str, str]:
         return {"field": self.field}
@@ -59,10 +52,6 @@ class ThinkCheck:
             return Check(False, f"reasoning of {tokens} tokens, over the maximum {self.spec.max_tokens}",
                          f"Reason more concisely: at most {self.spec.max_tokens} tokens.")
         return Check(True, f"reasoning of {tokens} tokens, then an answer")
-
-
-def prepare(name: str, spec: ThinkSpec, workflow) -> None:
-    counter(spec.tokenizer)
 
 
 KIND = ValidatorKind("think", ThinkSpec, ThinkCheck, prepare=prepare)
