@@ -23,6 +23,7 @@ from dataclasses import dataclass
 class Reply:
     content: str
     finish_reason: str = "stop"
+    status: int = 200  # another status answers with `content` as the error message
 
 
 @dataclass
@@ -40,6 +41,8 @@ class Fault:
 
 
 Responder = Callable[..., Reply | str]  # (messages) or (messages, body)
+# Another POST path of the server (/v1/completions, /tokenize, ...): body -> (status, JSON payload).
+Route = Callable[[dict], tuple[int, dict]]
 
 
 def echo_responder(messages: list[dict]) -> Reply:
@@ -54,8 +57,10 @@ class ScriptedTeacher:
     """Serves on 127.0.0.1 from an asyncio loop in a background thread (keep-alive HTTP/1.1),
     light enough to answer thousands of requests per second for the throughput benchmark."""
 
-    def __init__(self, responder: Responder = echo_responder, latency_s: float = 0.0, port: int = 0):
+    def __init__(self, responder: Responder = echo_responder, latency_s: float = 0.0, port: int = 0,
+                 routes: dict[str, Route] | None = None):
         self.responder = responder
+        self.routes = routes or {}
         # A responder taking (messages, body) also sees the sampling parameters (seed, temperature).
         self._wants_body = len(inspect.signature(responder).parameters) >= 2
         self.latency_s = latency_s
@@ -69,6 +74,11 @@ class ScriptedTeacher:
         self.request_times: list[float] = []
         self.in_flight = 0
         self.max_in_flight = 0
+        # Crash tests: answer this many generation requests, then hold every later one unanswered
+        # until `release()`, so that a kill lands when exactly these answers exist.
+        self.hold_after: int | None = None
+        self.answered: list[str] = []  # the generation requests answered, as canonical JSON
+        self._released: asyncio.Event | None = None
         self.last_response_at = 0.0
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
@@ -88,6 +98,26 @@ class ScriptedTeacher:
     def requests_containing(self, text: str) -> int:
         with self._lock:
             return sum(count for prompt, count in self.requests.items() if text in prompt)
+
+    def release(self) -> None:
+        """Stop holding requests (see `hold_after`)."""
+        self.hold_after = None
+        if self._released is not None:
+            self._loop.call_soon_threadsafe(self._released.set)
+
+    async def _generation(self, body: dict, answer) -> bool:
+        """Answer a generation request, unless it is held; record it as answered."""
+        with self._lock:
+            held = self.hold_after is not None and len(self.answered) >= self.hold_after
+            if held and self._released is None:
+                self._released = asyncio.Event()
+        if held:
+            await self._released.wait()
+        sent = await answer()
+        if sent:
+            with self._lock:
+                self.answered.append(json.dumps(body, sort_keys=True))
+        return sent
 
     def __enter__(self) -> ScriptedTeacher:
         self._thread.start()
@@ -155,6 +185,16 @@ class ScriptedTeacher:
             body = json.loads(raw)
         except ValueError:
             return await _respond(writer, 400, {"error": {"message": "body is not JSON"}})
+        route = next((handler for suffix, handler in self.routes.items() if path.rstrip("/").endswith(suffix)), None)
+        if route is not None:
+            with self._lock:
+                self.bodies.append(body)
+                self.paths.append(path)
+            if self.latency_s:
+                await asyncio.sleep(self.latency_s)
+            if path.rstrip("/").endswith("completions"):
+                return await self._generation(body, lambda: _respond(writer, *route(body)))
+            return await _respond(writer, *route(body))
         messages = body.get("messages") if isinstance(body, dict) else None
         if not messages:
             return await _respond(writer, 400, {"error": {"message": "no messages"}})
@@ -182,8 +222,10 @@ class ScriptedTeacher:
             reply = self.responder(messages, body) if self._wants_body else self.responder(messages)
             if isinstance(reply, str):
                 reply = Reply(reply)
+            if reply.status != 200:
+                return await _respond(writer, reply.status, {"error": {"message": reply.content}})
             prompt_tokens, completion_tokens = len(prompt.split()), len(reply.content.split())
-            return await _respond(writer, 200, {
+            return await self._generation(body, lambda: _respond(writer, 200, {
                 "id": "chatcmpl-scripted",
                 "object": "chat.completion",
                 "created": int(time.time()),
@@ -192,7 +234,7 @@ class ScriptedTeacher:
                              "message": {"role": "assistant", "content": reply.content}}],
                 "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                           "total_tokens": prompt_tokens + completion_tokens},
-            })
+            }))
         finally:
             with self._lock:
                 self.in_flight -= 1

@@ -21,7 +21,7 @@ from synthgen.engine.registry import build_validators, load_workflow
 from synthgen.engine.teacher import TeacherClient
 from synthgen.engine.validators.base import Inputs, Services
 from synthgen.engine.validators.think import ThinkCheck, ThinkSpec
-from synthgen.engine.workflow import WorkflowRunner
+from synthgen.engine.workflow import WorkflowRunner, run_seeds
 from synthgen.scripted_teacher import ScriptedTeacher
 
 # (final answer as a teacher wrote it, the expected answer, mode, same?)
@@ -170,15 +170,7 @@ steps:
 
 
 def run_engine(workflow, seeds, cache_dir: Path | None = None):
-    async def main():
-        cache = ResponseCache(cache_dir) if cache_dir else None
-        teachers = {name: TeacherClient(name, config, cache, None) for name, config in workflow.teachers.items()}
-        runner = WorkflowRunner(workflow, teachers, validators=build_validators(workflow, Services()))
-        try:
-            return await asyncio.gather(*(runner.run(seed) for seed in seeds))
-        finally:
-            await runner.close()
-    return asyncio.run(main())
+    return asyncio.run(run_seeds(workflow, seeds, ResponseCache(cache_dir) if cache_dir else None))
 
 
 def test_judge_selection_picks_the_best_and_the_worst(tmp_path):

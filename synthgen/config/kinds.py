@@ -7,11 +7,14 @@ A kind itself (spec + what it does) is one module under `synthgen/engine/steps/`
 from __future__ import annotations
 
 import re
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from pydantic import Field, field_validator
+from pydantic import BeforeValidator, Field, field_validator
 
 from synthgen.config.base import SEED_VARIABLE, Strict, Template, check_template
+
+# Validator names: a list, or one name written alone (`oracle: answer`).
+Names = Annotated[list[str], BeforeValidator(lambda value: [value] if isinstance(value, str) else value)]
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Step ids become Parquet columns beside these, so they must not collide with them.
@@ -19,6 +22,7 @@ RESERVED_FIELDS = {
     SEED_VARIABLE, "record_id", "seed_id", "sample_index", "workflow", "workflow_hash", "messages", "turns",
     "verdicts", "teacher_model", "created_at", "node", "stage", "reason", "raw",
     "prompt", "chosen", "rejected", "score_chosen", "score_rejected", "margin", "pass_rate",
+    "p_before", "p_after", "delta", "samples",
 }
 
 
@@ -72,6 +76,8 @@ class StepSpec(Strict):
     is_condition: ClassVar[bool] = False
     # A step of this kind picks a best and a worst answer: records get the preference columns.
     makes_pairs: ClassVar[bool] = False
+    # The optional record columns (synthgen.engine.records.OPTIONAL_COLUMNS) its records fill.
+    record_columns: ClassVar[tuple[str, ...]] = ()
 
     @field_validator("id")
     @classmethod

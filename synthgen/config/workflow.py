@@ -71,6 +71,17 @@ class Teacher(Strict):
         "(a fifth of the CPU); openai: every call through AsyncOpenAI (auth that changes per request)",
     )
     down_after_s: float = Field(300.0, gt=0, description="stop the run when no seed got through for this long")
+    continuation: Literal["auto", "chat_prefill", "completions"] = Field(
+        "auto",
+        description="how an answer is continued from a prefix (pivotal token search): chat_prefill sends the prefix "
+        "as a final assistant message (vLLM's continue_final_message, llama.cpp's prefill); completions sends the "
+        "chat-templated prompt to /v1/completions; auto asks the endpoint which it supports")
+    chat_template: Literal["endpoint", "chatml"] = Field(
+        "endpoint", description="for continuation: completions, who applies the chat template: the server "
+        "(llama.cpp's /apply-template) or synthgen (ChatML)")
+    tokenizer: str = Field(
+        "auto", description="where prefixes are cut: endpoint (the server's /tokenize), embedded or hf:NAME "
+        "(a local tokenizer), auto (the endpoint's when it serves one, else embedded)")
     price_per_million_tokens: Price | None = None
 
 
@@ -160,9 +171,9 @@ class WorkflowBase(Strict):
         return [step.id for step in self.steps]
 
     @property
-    def makes_pairs(self) -> bool:
-        """Some step selects a best and a worst answer: records carry the preference columns."""
-        return any(step.makes_pairs for step in self.steps)
+    def record_columns(self) -> tuple[str, ...]:
+        """The optional record columns the steps fill (preference pairs, pivotal tokens)."""
+        return tuple(dict.fromkeys(column for step in self.steps for column in step.record_columns))
 
     def step(self, step_id: str) -> StepSpec | None:
         return next((step for step in self.steps if step.id == step_id), None)

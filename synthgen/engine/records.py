@@ -69,7 +69,11 @@ class Record(BaseModel):
     `messages` is the SFT conversation (TRL conversational). A workflow with a `select` step also
     fills the TRL preference columns from its last one: `prompt` (`messages` up to the last
     assistant turn), `chosen`/`rejected` (one assistant message each: the best and worst candidate;
-    empty when they tie) with their scores and margin, and `pass_rate` when a verifier scored."""
+    empty when they tie) with their scores and margin, and `pass_rate` when a verifier scored.
+    A `pivotal_tokens` step makes one record per pair: `prompt` is the query plus the answer's
+    prefix (a trailing assistant message to continue), `chosen`/`rejected` the tokens, with
+    P(success) before and after the pivotal token, its change and the samples it took.
+    Shards carry these optional columns only for workflows whose steps fill them."""
 
     record_id: str
     seed_id: str
@@ -84,12 +88,22 @@ class Record(BaseModel):
     score_rejected: float | None = None
     margin: float | None = None
     pass_rate: float | None = None
+    p_before: float | None = None
+    p_after: float | None = None
+    delta: float | None = None
+    samples: int | None = None
     fields: dict[str, str] = Field(default_factory=dict)
     turns: list[Turn] = Field(default_factory=list)
     verdicts: list[Verdict] = Field(default_factory=list)
     teacher_model: str = ""
     created_at: EpochSeconds = 0.0
     node: str = ""
+
+
+# The optional columns, by the kind of record that fills them (see StepSpec.record_columns).
+PAIR_COLUMNS = ("prompt", "chosen", "rejected", "score_chosen", "score_rejected", "margin", "pass_rate")
+PIVOT_COLUMNS = ("p_before", "p_after", "delta", "samples")
+OPTIONAL_COLUMNS = PAIR_COLUMNS + PIVOT_COLUMNS
 
 
 class Reject(Record):

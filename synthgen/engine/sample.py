@@ -29,12 +29,15 @@ class Sample:
     turns: list[Turn] = field(default_factory=list)
     conversation: list[dict[str, str]] = field(default_factory=list)
     prompts: dict[str, str] = field(default_factory=dict)  # the prompt each generate step sent
-    # The whole conversation a candidates step sent (system, examples, prompt): a pair's prompt.
+    # The whole conversation a generate or candidates step sent (system, examples, prompt): the
+    # prompt of the pairs made from its answer.
     prompt_messages: dict[str, list[dict[str, str]]] = field(default_factory=dict)
     verdicts: dict[str, Verdict] = field(default_factory=dict)
     checked: dict[str, tuple[str, Check]] = field(default_factory=dict)
     forked_at: set[int] = field(default_factory=set)
     failure: StepFailed | None = None
+    # Columns of several records this sample becomes (one per pivotal-token pair), if a step says so.
+    rows: list[dict[str, Any]] = field(default_factory=list)
 
     def set(self, name: str, value: Any) -> None:
         """A field: templates see the value itself, the shard column its text (JSON if structured)."""

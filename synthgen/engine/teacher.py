@@ -22,7 +22,8 @@ from typing import Protocol
 from synthgen.config.workflow import Teacher
 from synthgen.engine.cache import ResponseCache
 from synthgen.engine.gate import AdaptiveGate
-from synthgen.engine.transport import NoAnswer, open_transport
+from synthgen.engine.records import Turn
+from synthgen.engine.transport import NoAnswer, Reply, open_transport
 from synthgen.config.errors import UserError
 
 NO_KEY = "not-needed"
@@ -67,6 +68,13 @@ class Completion:
     retries: int
     prompt_hash: str
 
+    def turn(self, step: str, purpose: str, teacher: str, round_number: int = 0) -> Turn:
+        """This call's lineage in a record."""
+        return Turn(step=step, purpose=purpose, round=round_number, teacher=teacher, model=self.model,
+                    prompt_hash=self.prompt_hash, tokens_in=self.tokens_in, tokens_out=self.tokens_out,
+                    latency_s=round(self.latency_s, 4), cache_hit=self.cache_hit, finish_reason=self.finish_reason,
+                    retries=self.retries)
+
 
 def _model_name(answered: object, asked: str) -> str:
     """The model that answered, as a name: llama.cpp servers answer with the model file's path."""
@@ -81,8 +89,10 @@ def request_key(body: dict) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
-def estimate_tokens(messages: list[dict[str, str]], max_tokens: int) -> int:
-    return sum(len(m["content"]) for m in messages) // _CHARS_PER_TOKEN + max_tokens
+def estimate_tokens(body: dict) -> int:
+    """A chat body's messages or a completions body's prompt, in rough tokens, plus its max_tokens."""
+    prompt = sum(len(m["content"]) for m in body["messages"]) if "messages" in body else len(str(body.get("prompt", "")))
+    return prompt // _CHARS_PER_TOKEN + body["max_tokens"]
 
 
 class TeacherClient:
@@ -116,9 +126,16 @@ class TeacherClient:
         """One answer. `variant` tells apart candidates asked with the same prompt: each gets its
         own sampling seed and cache key, so a second candidate is never the first one's cached
         answer."""
+        body = {**self.sampling(temperature, max_tokens, stop, sample_index, variant), "messages": messages}
+        if response_format:
+            body["response_format"] = response_format
+        return await self.send(body, sample_index=sample_index, variant=variant)
+
+    def sampling(self, temperature: float | None, max_tokens: int | None, stop: list[str] | None,
+                 sample_index: int, variant: int) -> dict:
+        """The model and sampling fields of a request body."""
         body: dict = {
             "model": self.config.model,
-            "messages": messages,
             "temperature": self.config.temperature if temperature is None else temperature,
             "max_tokens": max_tokens or self.config.max_tokens,
         }
@@ -130,19 +147,41 @@ class TeacherClient:
             body["seed"] = self.config.seed + sample_index + VARIANT_SEED_STRIDE * variant
         if stop:
             body["stop"] = stop
-        if response_format:
-            body["response_format"] = response_format
-        key = request_key({**body, "sample_index": sample_index, **({"variant": variant} if variant else {})})
+        return body
+
+    async def send(self, body: dict, *, url: str | None = None, sample_index: int = 0, variant: int = 0,
+                   allow_empty: bool = False) -> Completion:
+        """A generation request (chat, or `url`: another generation endpoint of the server, e.g.
+        /completions), answered from the cache when this exact request was paid for before.
+        `allow_empty`: an empty answer is an answer (a continuation may end at once)."""
+        keyed = {**body, "sample_index": sample_index, **({"variant": variant} if variant else {}),
+                 **({"url": url} if url else {})}
+        key = request_key(keyed)
         prompt_hash = key[:16]
         cached = self.cache.get(key) if self.cache else None
         if cached is not None:
             return Completion(**cached, latency_s=0.0, cache_hit=True, retries=0, prompt_hash=prompt_hash)
-        stored, retries, latency = await self._send_requeued(body)
+        stored, retries, latency = await self._send_requeued(body, url, allow_empty)
         if self.cache is not None:
             self.cache.put(key, stored)
         return Completion(**stored, latency_s=latency, cache_hit=False, retries=retries, prompt_hash=prompt_hash)
 
-    async def _send_requeued(self, body: dict) -> tuple[dict, int, float]:
+    async def call(self, url: str | None, body: dict) -> Reply:
+        """One uncached, unretried request to a service of the server (tokenize, templates; None:
+        the chat endpoint): the caller reads the status."""
+        await self._transport.open()
+        try:
+            return await self._transport.post(body, 0, url)
+        except NoAnswer as exc:
+            raise TeacherUnavailable(f"{url}: {exc}") from None
+
+    @property
+    def server_root(self) -> str:
+        """The server's root URL: llama.cpp and vLLM serve /tokenize and friends beside /v1."""
+        base = self.config.base_url.rstrip("/")
+        return base[: -len("/v1")] if base.endswith("/v1") else base
+
+    async def _send_requeued(self, body: dict, url: str | None, allow_empty: bool) -> tuple[dict, int, float]:
         """Send; a request that used up its retries while the endpoint answered other requests
         waits (out of the in-flight gate) and goes again, up to REQUEUE_ROUNDS times."""
         retries = rounds = 0
@@ -151,7 +190,7 @@ class TeacherClient:
             try:
                 async with self.gate:
                     started = time.monotonic()
-                    stored, attempts = await self._send(body)
+                    stored, attempts = await self._send(body, url, allow_empty)
                     return stored, retries + attempts, time.monotonic() - started
             except TeacherUnavailable:
                 rounds += 1
@@ -161,7 +200,7 @@ class TeacherClient:
                     raise
             await asyncio.sleep(self._backoff(self.config.max_retries + rounds))
 
-    async def _send(self, body: dict) -> tuple[dict, int]:
+    async def _send(self, body: dict, url: str | None, allow_empty: bool) -> tuple[dict, int]:
         """Send until an answer comes back; returns it and how many retries it took."""
         problem = ""
         unavailable = False
@@ -172,11 +211,11 @@ class TeacherClient:
                 await asyncio.sleep(delay)
             delay = self._backoff(attempt)
             if self.limiter is not None:
-                await self.limiter.acquire(estimate_tokens(body["messages"], body["max_tokens"]))
+                await self.limiter.acquire(estimate_tokens(body))
             await self._transport.open()
             started = time.monotonic()
             try:
-                reply = await self._transport.post(body, attempt)
+                reply = await self._transport.post(body, attempt, url)
             except NoAnswer as exc:
                 unavailable, problem = True, str(exc)
                 continue
@@ -194,8 +233,8 @@ class TeacherClient:
                 unavailable, problem = False, reply.problem
                 continue
             response = reply.payload
-            choice, content = _first_choice(response)
-            if content is None or not content.strip():
+            choice, content = first_choice(response)
+            if content is None or not (content.strip() or allow_empty):
                 unavailable, problem = False, "empty answer" if content is not None else "response without a message"
                 continue
             usage = response.get("usage") or {}
@@ -228,12 +267,13 @@ class TeacherClient:
         await self._transport.close()
 
 
-def _first_choice(response: object) -> tuple[dict, str | None]:
-    """The first choice and its message text, or ({}, None) for anything that is not a completion."""
+def first_choice(response: object) -> tuple[dict, str | None]:
+    """The first choice and its text (a chat message's, or a /completions choice's), or ({}, None)
+    for anything that is not a completion."""
     choices = response.get("choices") if isinstance(response, dict) else None
     choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
     message = choice.get("message")
-    content = message.get("content") if isinstance(message, dict) else None
+    content = message.get("content") if isinstance(message, dict) else choice.get("text")
     return choice, content if isinstance(content, str) else None
 
 

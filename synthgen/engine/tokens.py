@@ -23,17 +23,24 @@ def counter(name: str) -> tuple[Counter, str]:
     if name == "whitespace":
         return (lambda texts: [len(text.split()) for text in texts]), "whitespace words"
     if name == "embedded":
-        tokenizer = _embedded()
-        return _batch(tokenizer), "smollm2-135m-instruct BPE (GGUF vocabulary of the embedded teacher)"
+        return _batch(_local(name)), "smollm2-135m-instruct BPE (GGUF vocabulary of the embedded teacher)"
     if name.startswith("hf:"):
-        from tokenizers import Tokenizer
-
-        try:
-            tokenizer = Tokenizer.from_pretrained(name[3:])
-        except Exception as exc:  # noqa: BLE001 - offline or unknown: one clear message
-            raise UserError(f"tokenizer {name}: cannot load it from the Hugging Face hub ({exc}); use 'embedded'") from None
-        return _batch(tokenizer), f"{name[3:]} (Hugging Face tokenizer)"
+        return _batch(_local(name)), f"{name[3:]} (Hugging Face tokenizer)"
     raise UserError(f"unknown tokenizer {name!r}; valid: embedded, whitespace, hf:NAME")
+
+
+def _local(name: str):
+    """The `tokenizers` tokenizer for `embedded` or `hf:NAME`."""
+    if name == "embedded":
+        return _embedded()
+    if not name.startswith("hf:"):
+        raise UserError(f"unknown local tokenizer {name!r}; valid: embedded, hf:NAME")
+    from tokenizers import Tokenizer
+
+    try:
+        return Tokenizer.from_pretrained(name[3:])
+    except Exception as exc:  # noqa: BLE001 - offline or unknown: one clear message
+        raise UserError(f"tokenizer {name}: cannot load it from the Hugging Face hub ({exc}); use 'embedded'") from None
 
 
 def _batch(tokenizer) -> Counter:
@@ -81,3 +88,17 @@ def _model_file() -> Path:
         return Path(model_path())
     except Exception as exc:  # noqa: BLE001
         raise UserError(f"tokenizer 'embedded' needs the embedded teacher's model: {exc}") from None
+
+
+def splitter(name: str) -> Callable[[str], list[str]]:
+    """A local tokenizer as a text splitter: the text cut at its token boundaries (the pieces
+    join back to the text exactly). `embedded` or `hf:NAME`, as for `counter`."""
+    tokenizer = _local(name)
+
+    def split(text: str) -> list[str]:
+        offsets = tokenizer.encode(text, add_special_tokens=False).offsets
+        # Byte-level tokens inside one character share its offsets: cut only between characters.
+        cuts = sorted({start for start, _ in offsets if 0 < start < len(text)})
+        return [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)]) if b > a]
+
+    return split

@@ -49,7 +49,8 @@ class Transport(Protocol):
     async def open(self) -> None:
         """Get ready to send (cheap when ready), so that no request's latency includes set-up."""
 
-    async def post(self, body: dict, attempt: int) -> Reply: ...
+    async def post(self, body: dict, attempt: int, url: str | None = None) -> Reply:
+        """POST the body to the chat endpoint, or to another URL of the same server (same auth)."""
 
     async def close(self) -> None: ...
 
@@ -72,12 +73,12 @@ class OpenAITransport:
     async def open(self) -> None:
         pass
 
-    async def post(self, body: dict, attempt: int) -> Reply:
+    async def post(self, body: dict, attempt: int, url: str | None = None) -> Reply:
         try:
             # The generic `post` (documented for custom requests) skips the typed request and
             # response models of `chat.completions.create`: the body is plain JSON already and
-            # four fields of the answer are read.
-            payload = await self._client.post(CHAT_PATH, body=body, cast_to=object)
+            # four fields of the answer are read. An absolute URL is taken as it is.
+            payload = await self._client.post(url or CHAT_PATH, body=body, cast_to=object)
         except openai.APIStatusError as exc:
             return Reply(exc.status_code, problem=http_problem(exc.status_code, exc.body),
                          retry_after_s=retry_after(exc.response.headers))
@@ -130,11 +131,11 @@ class DirectTransport:
                 if self._session is None:
                     await self._prepare()
 
-    async def post(self, body: dict, attempt: int) -> Reply:
+    async def post(self, body: dict, attempt: int, url: str | None = None) -> Reply:
         assert self._session is not None, "open() first"
         headers = self._headers if not attempt else {**self._headers, "x-stainless-retry-count": str(attempt)}
         try:
-            async with self._session.post(self._url, data=json.dumps(body).encode(), headers=headers,
+            async with self._session.post(url or self._url, data=json.dumps(body).encode(), headers=headers,
                                           proxy=self._proxy) as response:
                 data = await response.read()
                 status, response_headers = response.status, response.headers

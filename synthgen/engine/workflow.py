@@ -13,11 +13,14 @@ from typing import Any
 
 from synthgen.config.base import SEED_VARIABLE
 from synthgen.config.workflow import WorkflowBase
-from synthgen.engine.records import ChatMessage, Record, Reject, Seed, SeedResult, Turn, content_hash
+from synthgen.engine.records import ChatMessage, Record, Reject, Seed, SeedResult, content_hash
 from synthgen.engine.registry import step_kind
 from synthgen.engine.sample import Sample, StepFailed, render_or_fail
-from synthgen.engine.teacher import Completion, TeacherClient, TeacherRefused, TeacherUnavailable
-from synthgen.engine.validators.base import Check, Inputs, Validator
+from synthgen.engine.cache import ResponseCache
+from synthgen.engine.continuation import Continuer
+from synthgen.engine.registry import build_validators
+from synthgen.engine.teacher import TeacherClient, TeacherRefused, TeacherUnavailable
+from synthgen.engine.validators.base import Check, Inputs, Services, Validator
 
 CONTINUE_PROMPT = "Continue exactly where you stopped. Do not repeat anything you already wrote."
 
@@ -41,6 +44,7 @@ class WorkflowRunner:
                             if name not in {own for step in workflow.steps for own in step.own_validators()}]
         selects = [step.id for step in workflow.steps if step.makes_pairs]
         self._pair_source = selects[-1] if selects else None
+        self._continuers: dict[str, Continuer] = {}
 
     async def run(self, seed: Seed) -> SeedResult:
         try:
@@ -59,10 +63,24 @@ class WorkflowRunner:
                 failure = sample.failure
                 result.rejects.append(Reject(**self.base_fields(seed, sample), stage=failure.stage,
                                              reason=failure.reason, raw=failure.raw))
+            elif sample.rows:
+                result.records.extend(self._row_records(seed, sample, messages))
             else:
                 result.records.append(Record(**self.base_fields(seed, sample), messages=messages,
                                              **self._pair(sample, messages)))
         return result
+
+    def _row_records(self, seed: Seed, sample: Sample, messages: list[ChatMessage]) -> list[Record]:
+        """One record per row a step made (pivotal token pairs). The sample's teacher calls are
+        paid once: its lineage (`turns`) is on the first of them."""
+        records = []
+        for number, row in enumerate(sample.rows):
+            fields = self.base_fields(seed, sample)
+            fields["record_id"] = content_hash(fields["record_id"], f"row {number}")
+            if number:
+                fields["turns"] = []
+            records.append(Record(**fields, messages=messages, **row))
+        return records
 
     async def close(self) -> None:
         for teacher in self.teachers.values():
@@ -114,6 +132,12 @@ class WorkflowRunner:
             return await again(self, step, sample, round_number)
         return await self.check(name, sample)
 
+    def continuer(self, teacher: str) -> Continuer:
+        """The teacher's way of continuing a prefix, found out once per runner."""
+        if teacher not in self._continuers:
+            self._continuers[teacher] = Continuer(self.teachers[teacher])
+        return self._continuers[teacher]
+
     def is_condition_of_later_step(self, step_id: str) -> bool:
         """A later step acts on this condition step's verdict (so it does not reject by itself)."""
         return step_id in self._conditions_in_use
@@ -146,7 +170,7 @@ class WorkflowRunner:
             except TeacherRefused as exc:
                 raise StepFailed(step.id, f"teacher refused: {exc}", "".join(pieces)) from None
             kind = "continuation" if continuation else purpose
-            sample.turns.append(_turn(step.id, kind, teacher.name, completion, round_number))
+            sample.turns.append(completion.turn(step.id, kind, teacher.name, round_number))
             pieces.append(completion.text)
             if completion.finish_reason != "length":
                 break
@@ -201,18 +225,12 @@ class WorkflowRunner:
         }
 
 
-def _turn(step: str, purpose: str, teacher: str, completion: Completion, round_number: int) -> Turn:
-    return Turn(
-        step=step,
-        purpose=purpose,
-        round=round_number,
-        teacher=teacher,
-        model=completion.model,
-        prompt_hash=completion.prompt_hash,
-        tokens_in=completion.tokens_in,
-        tokens_out=completion.tokens_out,
-        latency_s=round(completion.latency_s, 4),
-        cache_hit=completion.cache_hit,
-        finish_reason=completion.finish_reason,
-        retries=completion.retries,
-    )
+async def run_seeds(workflow: WorkflowBase, seeds: list[Seed], cache: ResponseCache | None = None,
+                    services: Services | None = None) -> list[SeedResult]:
+    """Seeds through a workflow in this process, concurrently, without Ray (tests, benchmarks)."""
+    teachers = {name: TeacherClient(name, config, cache, None) for name, config in workflow.teachers.items()}
+    runner = WorkflowRunner(workflow, teachers, validators=build_validators(workflow, services or Services()))
+    try:
+        return await asyncio.gather(*(runner.run(seed) for seed in seeds))
+    finally:
+        await runner.close()

@@ -59,7 +59,7 @@ def run(workflow: WorkflowBase, *, seed_set: SeedSet | None = None, address: str
     out.mkdir(parents=True, exist_ok=True)
     _refuse_other_workflow(out, workflow)
     writer = ShardWriter(out, workflow.field_names, workflow.output.shard_rows, workflow.workflow_hash,
-                         pairs=workflow.makes_pairs)
+                         optional=workflow.record_columns)
     pending = [seed for seed in seed_set.seeds if seed.seed_id not in writer.committed_seeds]
     skipped = len(seed_set.seeds) - len(pending)
     if skipped:

@@ -101,7 +101,7 @@ class WorkflowWorker:
             self._runner = self._build_runner()
         seeds = [Seed(**{**row, "meta": json.loads(row["meta"])}) for row in batch.to_pylist()]
         results = await asyncio.gather(*(self._run_one(seed) for seed in seeds))
-        return settled_batch(results, self.workflow.field_names, self.workflow.makes_pairs)
+        return settled_batch(results, self.workflow.field_names, self.workflow.record_columns)
 
     async def _run_one(self, seed: Seed) -> SeedResult:
         result = await self._settle(seed)

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 DATA_COLUMN = "records"  # the batch column holding what lands in DATA
 
 
-def settled_batch(results: list[SeedResult], field_names: list[str], pairs: bool = False) -> pa.Table:
+def settled_batch(results: list[SeedResult], field_names: list[str], optional: tuple[str, ...] = ()) -> pa.Table:
     """A batch of seed results as a worker hands it back: one row holding the seeds' ids, states
     and progress counts (JSON) and their records and rejects as Arrow IPC streams in the shard
     schema. Rows are built where the records were made and cross Ray as two buffers, so the
@@ -38,8 +38,8 @@ def settled_batch(results: list[SeedResult], field_names: list[str], pairs: bool
     seeds = [{"seed_id": r.seed_id, "settled": r.settled, "error": r.error, "counts": r.counts()} for r in results]
     streams = {}
     for column, is_reject in ((DATA_COLUMN, False), (REJECTS, True)):
-        rows = [shard_row(item, field_names, pairs) for result in results for item in getattr(result, column)]
-        table = pa.Table.from_pylist(rows, schema=record_schema(field_names, is_reject, pairs))
+        rows = [shard_row(item, field_names, optional) for result in results for item in getattr(result, column)]
+        table = pa.Table.from_pylist(rows, schema=record_schema(field_names, is_reject, optional))
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, table.schema) as stream:
             stream.write_table(table)
@@ -63,9 +63,9 @@ def _fsync(path: Path) -> None:
 
 class ShardWriter:
     def __init__(self, out_dir: str | Path, field_names: list[str], shard_rows: int, workflow_hash: str,
-                 pairs: bool = False):
+                 optional: tuple[str, ...] = ()):
         self.out = Path(out_dir)
-        self.pairs = pairs
+        self.optional = optional
         self.workflow_hash = workflow_hash
         self.field_names = field_names
         self.shard_rows = shard_rows
@@ -80,7 +80,7 @@ class ShardWriter:
         self.last_commit = time.monotonic()
 
     def add(self, result: SeedResult) -> None:
-        self.add_settled(*read_settled_batch(settled_batch([result], self.field_names, self.pairs).to_pylist()[0]))
+        self.add_settled(*read_settled_batch(settled_batch([result], self.field_names, self.optional).to_pylist()[0]))
 
     def add_settled(self, seeds: list[dict], records: pa.Table, rejects: pa.Table) -> None:
         """Buffer the settled seeds of one `settled_batch`; each seed's records and rejects go

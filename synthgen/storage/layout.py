@@ -20,7 +20,7 @@ from typing import Any
 import pyarrow as pa
 from pydantic import BaseModel
 
-from synthgen.engine.records import Record, Reject
+from synthgen.engine.records import OPTIONAL_COLUMNS, Record, Reject
 
 COMMITS = "_commits"
 DATA = "data"
@@ -29,8 +29,6 @@ MANIFEST = "manifest.json"
 CACHE = "cache"
 FIELDS = "fields"  # the record attribute whose entries become one column each
 REJECT_COLUMNS = tuple(name for name in Reject.model_fields if name not in Record.model_fields)
-# TRL's preference columns (and the scores behind them): in the shards of pair-making workflows.
-PAIR_COLUMNS = ("prompt", "chosen", "rejected", "score_chosen", "score_rejected", "margin", "pass_rate")
 
 _SCALARS = {str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.bool_()}
 _NARROWED = {"arrow:int32": pa.int32(), "arrow:timestamp_ms_utc": pa.timestamp("ms", tz="UTC")}
@@ -53,14 +51,15 @@ def _arrow_type(annotation: Any, metadata: list[Any]) -> pa.DataType:
     return _SCALARS[annotation]
 
 
-def record_schema(field_names: list[str], rejects: bool, pairs: bool = False) -> pa.Schema:
+def record_schema(field_names: list[str], rejects: bool, optional: tuple[str, ...] = ()) -> pa.Schema:
     """The shard schema: the record's columns, one string column per workflow field in place of
-    `fields`, and for rejects their stage, reason and raw answer. The preference columns only
-    for a workflow that makes pairs: the shards of every other workflow keep their schema."""
+    `fields`, and for rejects their stage, reason and raw answer. Of the optional columns
+    (preference pairs, pivotal tokens) only those the workflow's steps fill: the shards of every
+    other workflow keep their schema."""
     model = Reject if rejects else Record
     columns: list[tuple[str, pa.DataType]] = []
     for name, field in model.model_fields.items():
-        if name in PAIR_COLUMNS and not pairs:
+        if name in OPTIONAL_COLUMNS and name not in optional:
             continue
         if name == FIELDS:
             columns += [(field_name, pa.string()) for field_name in field_names]
@@ -69,8 +68,8 @@ def record_schema(field_names: list[str], rejects: bool, pairs: bool = False) ->
     return pa.schema(columns)
 
 
-def shard_row(item: Record, field_names: list[str], pairs: bool = False) -> dict:
-    row = item.model_dump(exclude={FIELDS, *(() if pairs else PAIR_COLUMNS)})
+def shard_row(item: Record, field_names: list[str], optional: tuple[str, ...] = ()) -> dict:
+    row = item.model_dump(exclude={FIELDS, *(set(OPTIONAL_COLUMNS) - set(optional))})
     row["created_at"] = int(item.created_at * 1000)
     for name in field_names:
         row[name] = item.fields.get(name)

@@ -56,6 +56,7 @@ async def generate(runner, step: GenerateStep, sample: Sample) -> None:
         sample.conversation = opening(step, step.system, sample)
     sample.conversation.append({"role": "user", "content": prompt})
     sample.prompts[step.id] = prompt
+    sample.prompt_messages[step.id] = list(sample.conversation)
     options = {"stop": step.stop, "on_length": step.on_length, "max_continuations": step.max_continuations}
     sample.set(step.id, await answer(runner, step, sample, step.parse, "answer", options))
 

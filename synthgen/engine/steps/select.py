@@ -15,11 +15,12 @@ import collections
 import re
 from typing import ClassVar, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from synthgen.config.base import Template
-from synthgen.config.kinds import AskingStep, References
+from synthgen.config.kinds import AskingStep, Names, References
 from synthgen.engine.parsing import ParseError, judge_score
+from synthgen.engine.records import PAIR_COLUMNS
 from synthgen.engine.sample import Sample, StepFailed, render_or_fail
 from synthgen.engine.steps.base import StepKind, opening
 from synthgen.engine.steps.candidates import CandidatesStep
@@ -73,9 +74,9 @@ class SelectStep(AskingStep):
     rubric: Template | None = Field(None, description="what a good answer is (judge, pairwise)")
     scale: tuple[int, int] = (1, 10)
     prompt: Template | None = Field(None, description="the grading (judge) or comparing (pairwise) prompt")
-    verifier: list[str] | None = Field(
+    verifier: Names | None = Field(
         None, description="with by: verifier, validators reading the candidates step: a candidate passing all scores 1")
-    require: list[str] = Field(
+    require: Names = Field(
         default_factory=list, description="validators reading the candidates step that a candidate must pass to be "
         "scored at all (novelty, repetition, structure: an echo never becomes the best)")
     min_margin: float | None = Field(None, gt=0, description="a smaller best-worst margin rejects the sample: no pair")
@@ -87,11 +88,7 @@ class SelectStep(AskingStep):
     max_tokens: int | None = Field(160, ge=1)
 
     makes_pairs: ClassVar[bool] = True
-
-    @field_validator("verifier", "require", mode="before")
-    @classmethod
-    def _one_or_more(cls, value):
-        return [value] if isinstance(value, str) else value
+    record_columns: ClassVar[tuple[str, ...]] = PAIR_COLUMNS
 
     @model_validator(mode="after")
     def _options(self) -> SelectStep:

@@ -1,0 +1,247 @@
+"""A scripted policy whose chance of success is known exactly at every prefix: the stand-in
+teacher that Pivotal Token Search is tested and benchmarked against.
+
+A problem is a run of filler words with decisions planted in it. At a decision the policy writes
+one of two words (the first with probability `q`), which moves P(success) up or down (as a
+martingale: the expected P after the decision is the P before); the answer ends `#### 42` (right)
+with the P reached, else `#### 41`. So P(success | prefix) is known exactly for every prefix, and
+the pivotal tokens of any answer are known before any search runs. Asked plainly, the policy
+gives its planted answer; continuations of a prefix are sampled.
+
+Served over the scripted teacher (real HTTP), in the ways real servers differ:
+- chat completions, continuing a final assistant message (vLLM's `continue_final_message`; with
+  `echo_prefix` the answer repeats the prefix, as llama.cpp's does);
+- `/v1/completions` on a ChatML prompt, `/apply-template` (llama.cpp);
+- `/tokenize` with pieces (llama.cpp) or ids only (vLLM, then `/detokenize`).
+The problem travels in the query: `POLICY: {json}` in the user message."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+from dataclasses import asdict, dataclass, field
+
+from synthgen.engine.continuation import chatml
+from synthgen.scripted_teacher import Reply, ScriptedTeacher
+
+MARK = "POLICY: "
+RIGHT, WRONG = "42", "41"
+_ASSISTANT = chatml([])  # where the assistant's text begins in a ChatML prompt
+
+
+@dataclass
+class Decision:
+    at: int  # word index in the answer
+    words: tuple[str, str]
+    q: float  # probability of the first word
+    gap: float  # P(success) after the first word minus after the second (where P leaves room)
+
+    def step(self, p: float, option: int) -> float:
+        """P(success) after taking `option` where it was `p` before: the decision moves P by
+        (1-q)·gap up or q·gap down, so P stays a martingale and within [0, 1]."""
+        gap = min(self.gap, p / self.q, (1 - p) / (1 - self.q))
+        return p + (1 - self.q) * gap if option == 0 else p - self.q * gap
+
+
+@dataclass
+class Problem:
+    length: int  # filler and decision words before the answer line
+    start: float  # P(success) before the answer
+    decisions: list[Decision] = field(default_factory=list)
+    answer: list[int] = field(default_factory=list)  # the options of the policy's first answer
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> Problem:
+        data = json.loads(text)
+        return cls(data["length"], data["start"], [Decision(d["at"], tuple(d["words"]), d["q"], d["gap"])
+                                                   for d in data["decisions"]], data.get("answer", []))
+
+    def word(self, index: int) -> str:
+        return f"w{index}"
+
+    def p_of_prefix(self, prefix: str) -> float:
+        """P(success | the answer begins with `prefix`, cut at word boundaries): exact."""
+        words = prefix.split()
+        if len(words) > self.length + 1:  # the answer word is written
+            return 1.0 if words[self.length + 1] == RIGHT else 0.0
+        p = self.start
+        for decision in self.decisions:
+            if decision.at >= len(words) or words[decision.at] not in decision.words:
+                break
+            p = decision.step(p, decision.words.index(words[decision.at]))
+        return p
+
+    def continuation(self, prefix: str, rng: random.Random, options: list[int] | None = None) -> str:
+        """The rest of an answer that begins with `prefix`: sampled, or with the given options."""
+        words = prefix.split()
+        p = self.p_of_prefix(" ".join(words[: self.length]))
+        decisions = {d.at: (n, d) for n, d in enumerate(self.decisions)}
+        out = []
+        for i in range(len(words), self.length):
+            if i in decisions:
+                n, decision = decisions[i]
+                option = options[n] if options is not None else 0 if rng.random() < decision.q else 1
+                p = decision.step(p, option)
+                out.append(decision.words[option])
+            else:
+                out.append(self.word(i))
+        text = " ".join(out)
+        if words and text:
+            text = " " + text
+        if len(words) <= self.length:
+            text += "\n####"
+        if len(words) <= self.length + 1:
+            text += " " + (RIGHT if rng.random() < p else WRONG)
+        return text
+
+
+def plant(rng: random.Random, length: int = 220, pivots: int = 3, near_misses: int = 4) -> Problem:
+    """A problem and the policy's first answer to it, in which `pivots` decisions move P(success)
+    by 0.3 to 0.45 (up or down at random where P has room for it) and `near_misses` move it by
+    about 0.05; the answer word at the end is right with the P reached."""
+    places = sorted(rng.sample(range(4, length - 4, 3), pivots + near_misses))
+    kinds = ["pivot"] * pivots + ["near"] * near_misses
+    rng.shuffle(kinds)
+    p = rng.uniform(0.05, 0.95)
+    problem = Problem(length, p)
+    for at, kind in zip(places, kinds):
+        words = (f"a{at}", f"b{at}")
+        if kind == "pivot":
+            size = rng.uniform(0.3, 0.45)
+            down = p - size >= 0.02 and (p + size > 0.98 or rng.random() < 0.5)
+            room = rng.uniform(0.05, 0.15)  # how far the other option moves P
+            q = size / (size + room) if down else room / (size + room)
+            decision, option = Decision(at, words, q, size + room), 1 if down else 0
+        else:
+            decision, option = Decision(at, words, 0.5, rng.uniform(0.09, 0.11)), rng.randrange(2)
+        problem.decisions.append(decision)
+        problem.answer.append(option)
+        p = decision.step(p, option)
+    return problem
+
+
+def first_answer(problem: Problem, rng: random.Random) -> str:
+    """The answer the policy gives when asked plainly (its planted decisions)."""
+    return problem.continuation("", rng, problem.answer)
+
+
+def search_workflow(url: str, *, style: str = "auto", tokenizer: str = "auto", **search: object) -> str:
+    """The workflow YAML that tests and benchmarks search this policy's answers with: one answer,
+    then `pivotal_tokens` with the given options, the verify validator as oracle."""
+    options = "".join(f"\n    {key}: {value}" for key, value in search.items())
+    return f"""name: pts
+seeds: {{path: seeds.jsonl, kind: qa}}
+teacher: {{base_url: "{url}", model: policy, continuation: {style}, tokenizer: {tokenizer}, max_tokens: 1024, max_in_flight: 64}}
+steps:
+  - id: solution
+    prompt: "{{{{ seed.text }}}}"
+  - id: pivots
+    pivotal_tokens: solution
+    oracle: answer{options}
+validators:
+  answer: {{kind: verify, answer: solution, expected: "{RIGHT}"}}
+messages:
+  - {{role: user, content: "{{{{ seed.text }}}}"}}
+  - {{role: assistant, content: "{{{{ solution }}}}"}}
+"""
+
+
+def truth(problem: Problem, answer: str) -> list[float]:
+    """The exact P(success) before each word of an answer and after the last (word pieces)."""
+    words = answer.split()
+    return [problem.p_of_prefix(" ".join(words[:i])) for i in range(len(words) + 1)]
+
+
+def pieces(text: str) -> list[str]:
+    """The policy's tokens: words, each with the space before it."""
+    return re.findall(r"\s*\S+|\s+$", text)
+
+
+class PolicyServer(ScriptedTeacher):
+    """The scripted policy on real HTTP. `pieces_in_tokenize`: llama.cpp's /tokenize (pieces) or
+    vLLM's (ids; pieces through /detokenize). `echo_prefix`: prefill answers repeat the prefix.
+    Without `prefill`, `continue_final_message` is refused (HTTP 400, as OpenAI's API does);
+    without `completions`, neither /v1/completions nor /apply-template is served."""
+
+    def __init__(self, *, echo_prefix: bool = False, pieces_in_tokenize: bool = True, latency_s: float = 0.0,
+                 prefill: bool = True, completions: bool = True):
+        self.echo_prefix = echo_prefix
+        self.pieces_in_tokenize = pieces_in_tokenize
+        self.prefill = prefill
+        self.vocabulary: dict[str, int] = {}
+        routes = {"/tokenize": self._tokenize, "/detokenize": self._detokenize}
+        if completions:
+            routes |= {"/v1/completions": self._complete, "/apply-template": self._apply_template}
+        super().__init__(self._chat, latency_s=latency_s, routes=routes)
+
+    def generations(self) -> list[dict]:
+        """Every generation request the server saw (chat and completions)."""
+        with self._lock:
+            return [b for b, p in zip(self.bodies, self.paths) if p.rstrip("/").endswith(("/chat/completions", "/v1/completions"))]
+
+    def _chat(self, messages: list[dict], body: dict) -> Reply:
+        if "continue_final_message" in body and not self.prefill:  # as OpenAI's API answers it
+            return Reply("Unrecognized request argument supplied: continue_final_message", status=400)
+        query = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+        continues = messages[-1]["role"] == "assistant" and self.prefill  # else it answers anew
+        prefix = messages[-1]["content"] if continues else ""
+        problem = _problem(query)
+        if problem is not None and not continues:
+            return Reply(first_answer(problem, _rng(body, "")))
+        text = self._continue(query, prefix, body)
+        return Reply(prefix + text if self.echo_prefix and prefix else text)
+
+    def _complete(self, body: dict) -> tuple[int, dict]:
+        prompt = str(body.get("prompt", ""))
+        head, _, prefix = prompt.rpartition(_ASSISTANT)
+        text = self._continue(head, prefix, body)
+        return 200, {"object": "text_completion", "model": body.get("model", "scripted"),
+                     "choices": [{"index": 0, "text": text, "finish_reason": "stop"}],
+                     "usage": {"prompt_tokens": len(prompt.split()), "completion_tokens": len(text.split())}}
+
+    def _continue(self, query: str, prefix: str, body: dict) -> str:
+        problem = _problem(query)
+        if problem is None:  # the continuation probe, or a stray prompt: count on
+            return " six, seven, eight," if prefix else "one, two, three"
+        return problem.continuation(prefix, _rng(body, prefix))
+
+    def _apply_template(self, body: dict) -> tuple[int, dict]:
+        messages = body.get("messages") or []
+        if messages and messages[-1].get("role") == "assistant":
+            return 200, {"prompt": chatml(messages[:-1]) + messages[-1]["content"]}
+        return 200, {"prompt": chatml(messages)}
+
+    def _id(self, piece: str) -> int:
+        with self._lock:
+            return self.vocabulary.setdefault(piece, len(self.vocabulary))
+
+    def _tokenize(self, body: dict) -> tuple[int, dict]:
+        found = pieces(str(body.get("content", "")))
+        if self.pieces_in_tokenize and body.get("with_pieces"):
+            return 200, {"tokens": [{"id": self._id(p), "piece": p} for p in found]}
+        return 200, {"tokens": [self._id(p) for p in found]}
+
+    def _detokenize(self, body: dict) -> tuple[int, dict]:
+        with self._lock:
+            words = {i: p for p, i in self.vocabulary.items()}
+        return 200, {"prompt": "".join(words.get(i, "") for i in body.get("tokens", []))}
+
+
+def _rng(body: dict, prefix: str) -> random.Random:
+    """Sampling as the request's seed says: the same request gets the same answer."""
+    return random.Random(hashlib.sha256(f"{body.get('seed')}|{body.get('temperature')}|{prefix}".encode()).digest())
+
+
+def _problem(text: str) -> Problem | None:
+    start = text.rfind(MARK)
+    if start < 0:
+        return None
+    try:
+        return Problem.from_json(text[start + len(MARK):].split("\n", 1)[0].split("<|im_end|>", 1)[0])
+    except (ValueError, KeyError, TypeError):
+        return None
