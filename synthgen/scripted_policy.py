@@ -51,6 +51,7 @@ class Problem:
     start: float  # P(success) before the answer
     decisions: list[Decision] = field(default_factory=list)
     answer: list[int] = field(default_factory=list)  # the options of the policy's first answer
+    code: bool = False  # the answer ends in a Python block that asserts the answer word
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -59,16 +60,26 @@ class Problem:
     def from_json(cls, text: str) -> Problem:
         data = json.loads(text)
         return cls(data["length"], data["start"], [Decision(d["at"], tuple(d["words"]), d["q"], d["gap"])
-                                                   for d in data["decisions"]], data.get("answer", []))
+                                                   for d in data["decisions"]], data["answer"], data["code"])
 
     def word(self, index: int) -> str:
         return f"w{index}"
 
+    @property
+    def closing(self) -> tuple[str, str]:
+        """What comes around the answer word: a `####` line, or (code) a Python block asserting it."""
+        return ("\n```python\nassert 42 ==", "\n```") if self.code else ("\n####", "")
+
+    @property
+    def answer_index(self) -> int:
+        """The answer word's index among the answer's words."""
+        return self.length + len(self.closing[0].split())
+
     def p_of_prefix(self, prefix: str) -> float:
         """P(success | the answer begins with `prefix`, cut at word boundaries): exact."""
         words = prefix.split()
-        if len(words) > self.length + 1:  # the answer word is written
-            return 1.0 if words[self.length + 1] == RIGHT else 0.0
+        if len(words) > self.answer_index:  # the answer word is written
+            return 1.0 if words[self.answer_index] == RIGHT else 0.0
         p = self.start
         for decision in self.decisions:
             if decision.at >= len(words) or words[decision.at] not in decision.words:
@@ -77,30 +88,29 @@ class Problem:
         return p
 
     def continuation(self, prefix: str, rng: random.Random, options: list[int] | None = None) -> str:
-        """The rest of an answer that begins with `prefix`: sampled, or with the given options."""
+        """The rest of an answer that begins with `prefix` (cut at the policy's tokens): its open
+        decisions sampled (or taken from `options`), then the answer word, right with the P
+        reached."""
         words = prefix.split()
-        p = self.p_of_prefix(" ".join(words[: self.length]))
-        decisions = {d.at: (n, d) for n, d in enumerate(self.decisions)}
-        out = []
-        for i in range(len(words), self.length):
-            if i in decisions:
-                n, decision = decisions[i]
-                option = options[n] if options is not None else 0 if rng.random() < decision.q else 1
-                p = decision.step(p, option)
-                out.append(decision.words[option])
+        p, chosen = self.start, []
+        for n, decision in enumerate(self.decisions):
+            if decision.at < len(words) and words[decision.at] in decision.words:
+                option = decision.words.index(words[decision.at])
             else:
-                out.append(self.word(i))
-        text = " ".join(out)
-        if words and text:
-            text = " " + text
-        if len(words) <= self.length:
-            text += "\n####"
-        if len(words) <= self.length + 1:
-            text += " " + (RIGHT if rng.random() < p else WRONG)
-        return text
+                option = options[n] if options is not None else 0 if rng.random() < decision.q else 1
+            chosen.append(option)
+            p = decision.step(p, option)
+        if len(words) > self.answer_index:
+            answer = words[self.answer_index]
+        else:
+            answer = RIGHT if rng.random() < p else WRONG
+        at = {d.at: d.words[o] for d, o in zip(self.decisions, chosen)}
+        head, tail = self.closing
+        whole = " ".join(at.get(i, self.word(i)) for i in range(self.length)) + head + " " + answer + tail
+        return "".join(pieces(whole)[len(pieces(prefix)):])
 
 
-def plant(rng: random.Random, length: int = 220, pivots: int = 3, near_misses: int = 4) -> Problem:
+def plant(rng: random.Random, length: int = 220, pivots: int = 3, near_misses: int = 4, code: bool = False) -> Problem:
     """A problem and the policy's first answer to it, in which `pivots` decisions move P(success)
     by 0.3 to 0.45 (up or down at random where P has room for it) and `near_misses` move it by
     about 0.05; the answer word at the end is right with the P reached."""
@@ -108,7 +118,7 @@ def plant(rng: random.Random, length: int = 220, pivots: int = 3, near_misses: i
     kinds = ["pivot"] * pivots + ["near"] * near_misses
     rng.shuffle(kinds)
     p = rng.uniform(0.05, 0.95)
-    problem = Problem(length, p)
+    problem = Problem(length, p, code=code)
     for at, kind in zip(places, kinds):
         words = (f"a{at}", f"b{at}")
         if kind == "pivot":
@@ -130,9 +140,19 @@ def first_answer(problem: Problem, rng: random.Random) -> str:
     return problem.continuation("", rng, problem.answer)
 
 
-def search_workflow(url: str, *, style: str = "auto", tokenizer: str = "auto", **search: object) -> str:
+ORACLES = {  # the oracle validator for answers ending in a `####` line, or in a Python block
+    "verify": f'{{kind: verify, answer: solution, expected: "{RIGHT}"}}',
+    "exec": "{kind: exec, code: solution, timeout_s: 5}",
+}
+
+
+def search_workflow(url: str, *, style: str = "auto", tokenizer: str = "auto", oracle: str = "verify",
+                    **search: object) -> str:
     """The workflow YAML that tests and benchmarks search this policy's answers with: one answer,
-    then `pivotal_tokens` with the given options, the verify validator as oracle."""
+    then `pivotal_tokens` with the given options; the oracle validator verifies the `####` answer,
+    or runs the answer's code block in the sandbox (`exec`, for problems with `code`)."""
+    if oracle == "exec":
+        search.setdefault("parse", "code_block")
     options = "".join(f"\n    {key}: {value}" for key, value in search.items())
     return f"""name: pts
 seeds: {{path: seeds.jsonl, kind: qa}}
@@ -144,7 +164,7 @@ steps:
     pivotal_tokens: solution
     oracle: answer{options}
 validators:
-  answer: {{kind: verify, answer: solution, expected: "{RIGHT}"}}
+  answer: {ORACLES[oracle]}
 messages:
   - {{role: user, content: "{{{{ seed.text }}}}"}}
   - {{role: assistant, content: "{{{{ solution }}}}"}}

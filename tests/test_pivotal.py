@@ -26,6 +26,8 @@ from synthgen.engine.records import Seed
 from synthgen.engine.registry import load_workflow
 from synthgen.engine.teacher import TeacherClient
 from synthgen.engine.tokens import splitter
+from synthgen.engine.sandbox import open_sandbox
+from synthgen.engine.validators.base import Services
 from synthgen.engine.workflow import run_seeds
 from synthgen.scripted_policy import MARK, PolicyServer, pieces, plant, search_workflow, truth
 from synthgen.storage.query import connect
@@ -68,27 +70,43 @@ def test_search_finds_every_planted_pivot_and_no_near_miss(tmp_path, server_kind
             assert sum("continue_final_message" in b for b in server.generations()) == 1
             assert sum("prompt" in b for b in server.generations()) > 100
     for problem, result in zip(planted, results):
-        assert result.records, [r.reason for r in result.rejects]
-        answer = result.records[0].fields["solution"]
-        exact = truth(problem, answer)
-        changes = [exact[i + 1] - exact[i] for i in range(len(exact) - 1)]
-        reported = {p["position"] for p in json.loads(result.records[0].fields["pivots"])}
-        assert {i for i, c in enumerate(changes) if abs(c) >= 0.3} <= reported, "a planted pivot was missed"
-        assert not {i for i in reported if abs(changes[i]) < 0.1}, "a near-miss or a filler token was reported"
-        cut = pieces(answer)
-        for record in result.records:
-            prefix = record.prompt[-1].content if record.prompt[-1].role == "assistant" else ""
-            assert record.prompt[0].role == "user" and MARK in record.prompt[0].content
-            assert answer.startswith(prefix) and prefix == "".join(cut[:len(pieces(prefix))])
-            chosen, rejected = record.chosen[0].content, record.rejected[0].content
-            assert chosen != rejected and answer[len(prefix):].startswith((chosen, rejected))
-            # The chosen token truly raises P (the policy's exact value), by the threshold.
-            assert problem.p_of_prefix(prefix + chosen) - problem.p_of_prefix(prefix + rejected) >= 0.2
-            assert record.margin == pytest.approx(record.score_chosen - record.score_rejected)
-            position = len(pieces(prefix))
-            assert record.p_before == pytest.approx(exact[position], abs=0.15)
-            assert record.p_after == pytest.approx(exact[position + 1], abs=0.15)
-            assert record.delta == pytest.approx(record.p_after - record.p_before) and record.samples > 0
+        assert_planted_pivots_found(problem, result)
+
+
+def test_the_exec_oracle_runs_code_answers_in_the_sandbox(tmp_path):
+    """Code answers (a Python block asserting the answer) judged by running them: P from the sandbox."""
+    planted = [plant(random.Random(11 + number), length=40, pivots=1, near_misses=1, code=True) for number in range(2)]
+    with PolicyServer() as server, open_sandbox("bwrap", slots=2) as pool:
+        workflow = load_workflow(workflow_file(tmp_path, server.url, oracle="exec", samples=64))
+        results = asyncio.run(run_seeds(workflow, seeds_of(planted), services=Services(sandbox=lambda: pool)))
+    for problem, result in zip(planted, results):
+        assert_planted_pivots_found(problem, result)
+        assert result.records[0].fields["solution"].rstrip().endswith("```")
+
+
+def assert_planted_pivots_found(problem, result) -> None:
+    """Every planted pivot (exact |dP| >= 0.3) found, no near-miss, pairs that truly contrast."""
+    assert result.records, [r.reason for r in result.rejects]
+    answer = result.records[0].fields["solution"]
+    exact = truth(problem, answer)
+    changes = [exact[i + 1] - exact[i] for i in range(len(exact) - 1)]
+    reported = {p["position"] for p in json.loads(result.records[0].fields["pivots"])}
+    assert {i for i, c in enumerate(changes) if abs(c) >= 0.3} <= reported, "a planted pivot was missed"
+    assert not {i for i in reported if abs(changes[i]) < 0.1}, "a near-miss or a filler token was reported"
+    cut = pieces(answer)
+    for record in result.records:
+        prefix = record.prompt[-1].content if record.prompt[-1].role == "assistant" else ""
+        assert record.prompt[0].role == "user" and MARK in record.prompt[0].content
+        assert answer.startswith(prefix) and prefix == "".join(cut[:len(pieces(prefix))])
+        chosen, rejected = record.chosen[0].content, record.rejected[0].content
+        assert chosen != rejected and answer[len(prefix):].startswith((chosen, rejected))
+        # The chosen token truly raises P (the policy's exact value), by the threshold.
+        assert problem.p_of_prefix(prefix + chosen) - problem.p_of_prefix(prefix + rejected) >= 0.2
+        assert record.margin == pytest.approx(record.score_chosen - record.score_rejected)
+        position = len(pieces(prefix))
+        assert record.p_before == pytest.approx(exact[position], abs=0.15)
+        assert record.p_after == pytest.approx(exact[position + 1], abs=0.15)
+        assert record.delta == pytest.approx(record.p_after - record.p_before) and record.samples > 0
 
 
 def test_samples_are_cached_and_the_search_is_budget_aware(tmp_path):
@@ -109,7 +127,14 @@ def test_samples_are_cached_and_the_search_is_budget_aware(tmp_path):
     per_prefix = collections.Counter((b["messages"][0]["content"], b["messages"][-1]["content"])
                                      for b in server.generations() if b["messages"][-1]["role"] == "assistant"
                                      and MARK in b["messages"][0]["content"])
-    assert min(per_prefix.values()) == 16 and max(per_prefix.values()) == 128
+    assert min(per_prefix.values()) <= 32 and max(per_prefix.values()) == 128
+
+
+def test_a_search_over_its_budget_rejects_with_the_reason(tmp_path):
+    with PolicyServer() as server:
+        [result] = run_engine(workflow_file(tmp_path, server.url, budget=100), seeds_of(problems(1)))
+    [reject] = result.rejects
+    assert reject.stage == "pivots" and "sample budget spent: 100 samples" in reject.reason
 
 
 def test_a_teacher_that_cannot_continue_rejects_with_what_was_tried(tmp_path):
@@ -181,7 +206,12 @@ def test_kill_9_mid_search_then_resume_pays_no_sample_twice(tmp_path):
     con = connect(tmp_path / "out")
     settled = con.execute("SELECT seed_id FROM data UNION SELECT seed_id FROM rejects").fetchall()
     assert len(settled) == 2
-    assert con.execute("SELECT count(*) FROM data WHERE delta IS NOT NULL AND array_length(chosen) = 1").fetchone()[0] > 0
+    pairs = con.execute("SELECT count(*) FROM data WHERE delta IS NOT NULL AND array_length(chosen) = 1").fetchone()[0]
+    assert pairs > 0
+    (tmp_path / "mix.yaml").write_text(f"name: dpo\nformat: preference\nsources:\n  - {{name: pts, path: {tmp_path / 'out'}, weight: 1}}\n")
+    mixed = subprocess.run([sys.executable, "-m", "synthgen", "mix", str(tmp_path / "mix.yaml"), "--out", str(tmp_path / "mix")],
+                           cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert mixed.returncode == 0 and f"{pairs} rows" in mixed.stdout, mixed.stderr
 
 
 @pytest.mark.slow

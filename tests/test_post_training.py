@@ -17,11 +17,10 @@ from synthgen.config.errors import UserError
 from synthgen.engine.answers import final_answer, same_answer
 from synthgen.engine.cache import ResponseCache
 from synthgen.engine.records import Seed
-from synthgen.engine.registry import build_validators, load_workflow
-from synthgen.engine.teacher import TeacherClient
+from synthgen.engine.registry import load_workflow
 from synthgen.engine.validators.base import Inputs, Services
 from synthgen.engine.validators.think import ThinkCheck, ThinkSpec
-from synthgen.engine.workflow import WorkflowRunner, run_seeds
+from synthgen.engine.workflow import run_seeds
 from synthgen.scripted_teacher import ScriptedTeacher
 
 # (final answer as a teacher wrote it, the expected answer, mode, same?)
@@ -375,16 +374,7 @@ messages: [{{role: user, content: "{{{{ seed.text }}}}"}}, {{role: assistant, co
         (tmp_path / "w.yaml").write_text((tmp_path / "w.yaml").read_text().replace("URL", teacher.url))
         workflow = load_workflow(tmp_path / "w.yaml")
         seeds = [Seed.create("code", "def add(a, b): ...", "t")]
-
-        async def main():
-            teachers = {name: TeacherClient(name, config, None, None) for name, config in workflow.teachers.items()}
-            runner = WorkflowRunner(workflow, teachers, validators=build_validators(workflow, Services(sandbox=lambda: pool)))
-            try:
-                return await runner.run(seeds[0])
-            finally:
-                await runner.close()
-
-        result = asyncio.run(main())
+        [result] = asyncio.run(run_seeds(workflow, seeds, services=Services(sandbox=lambda: pool)))
     [record] = result.records
     assert record.pass_rate == 0.5 and "a + b" in record.chosen[0].content and "a * b" in record.rejected[0].content
     assert "a + b" in record.messages[-1].content

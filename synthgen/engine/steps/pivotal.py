@@ -8,12 +8,13 @@ that raises P and the one that lowers it. The field `id` holds every pivot found
 from __future__ import annotations
 
 import asyncio
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
 from synthgen.config.kinds import AskingStep, Names, References
 from synthgen.engine.pivots import Counterpart, Pivot, Search
+from synthgen.engine.parsing import ParseError, parse
 from synthgen.engine.records import PAIR_COLUMNS, PIVOT_COLUMNS
 from synthgen.engine.sample import Sample, StepFailed
 from synthgen.engine.steps.base import StepKind
@@ -34,6 +35,10 @@ class PivotalTokensStep(AskingStep):
     span: int = Field(8, ge=0, description="the answer is first cut into segments of at most this many tokens, each "
                       "searched on its own (0: the report's single segment; pivots that cancel inside one are missed)")
     alternatives: int = Field(4, ge=1, le=16, description="sampled tokens tried at a pivot for the other side of its pair")
+    parse: Literal["text", "code_block"] = Field(
+        "text", description="what the oracle validators see of an answer: the text, or the code block in it")
+    budget: int | None = Field(None, ge=1, description="most samples for one answer: a search that would draw more "
+                               "stops and rejects the sample (long answers cost more)")
     temperature: float | None = Field(1.0, ge=0, le=2, description="the policy's own sampling: P is estimated under it")
 
     record_columns: ClassVar[tuple[str, ...]] = PAIR_COLUMNS + PIVOT_COLUMNS
@@ -74,7 +79,14 @@ async def search_pivots(runner, step: PivotalTokensStep, sample: Sample) -> None
             judged[text] = asyncio.ensure_future(_oracle(runner, step, sample, text))
         return await judged[text]
 
+    drawn = 0
+
     async def draw(prefix: str, first: int, count: int) -> list[tuple[bool, str]]:
+        nonlocal drawn
+        drawn += count
+        if step.budget is not None and drawn > step.budget:
+            raise StepFailed(step.id, f"sample budget spent: {step.budget} samples did not finish the search of "
+                             f"{len(pieces)} tokens (raise budget, or span for fewer segments)")
         completions = await asyncio.gather(*(
             continuer.continue_answer(query, prefix, temperature=step.temperature, max_tokens=step.max_tokens,
                                       sample_index=sample.sample_index, variant=number + 1)
@@ -87,10 +99,11 @@ async def search_pivots(runner, step: PivotalTokensStep, sample: Sample) -> None
         found = await continuer.pieces(text[:_FIRST_TOKEN_CHARS])
         return found[0] if found else ""
 
+    pieces: list[str] = []
     search = Search(draw, threshold=step.threshold, min_samples=step.min_samples, max_samples=step.samples,
                     confidence=step.confidence)
     try:
-        pieces = await continuer.pieces(answer)
+        pieces.extend(await continuer.pieces(answer))
         pivots = await search.find(pieces, await accepted(answer), span=step.span)
         counterparts = await asyncio.gather(*(search.counterpart(p, first_token, step.alternatives) for p in pivots))
     except (CannotContinue, TeacherRefused) as exc:
@@ -109,10 +122,14 @@ async def search_pivots(runner, step: PivotalTokensStep, sample: Sample) -> None
 
 
 async def _oracle(runner, step: PivotalTokensStep, sample: Sample, text: str) -> bool:
-    """Every oracle validator on the sample with the searched field replaced by `text`."""
-    view = Sample(context={**sample.context, step.pivotal_tokens: text}, seed_id=sample.seed_id,
-                  sample_index=sample.sample_index, prompts=sample.prompts)
-    view.set(step.pivotal_tokens, text)
+    """Every oracle validator on the sample with the searched field replaced by `text` (parsed)."""
+    try:
+        value = parse(step.parse, text)
+    except ParseError:
+        return False
+    view = Sample(context=dict(sample.context), seed_id=sample.seed_id, sample_index=sample.sample_index,
+                  prompts=sample.prompts)
+    view.set(step.pivotal_tokens, value)
     for name in step.oracle:
         if not (await runner.check(name, view)).passed:
             return False
