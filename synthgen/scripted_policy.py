@@ -5,8 +5,9 @@ A problem is a run of filler words with decisions planted in it. At a decision t
 one of two words (the first with probability `q`), which moves P(success) up or down (as a
 martingale: the expected P after the decision is the P before); the answer ends `#### 42` (right)
 with the P reached, else `#### 41`. So P(success | prefix) is known exactly for every prefix, and
-the pivotal tokens of any answer are known before any search runs. Asked plainly, the policy
-gives its planted answer; continuations of a prefix are sampled.
+the pivotal tokens of any answer are known before any search runs. Asked plainly with sampling
+seed 0 (a workflow's first answer), the policy gives its planted answer; with any other seed, and
+continuing any prefix, it samples.
 
 Served over the scripted teacher (real HTTP), in the ways real servers differ:
 - chat completions, continuing a final assistant message (vLLM's `continue_final_message`; with
@@ -211,7 +212,7 @@ class PolicyServer(ScriptedTeacher):
         continues = messages[-1]["role"] == "assistant" and self.prefill  # else it answers anew
         prefix = messages[-1]["content"] if continues else ""
         problem = _problem(query)
-        if problem is not None and not continues:
+        if problem is not None and not continues and not body.get("seed"):
             return Reply(first_answer(problem, _rng(body, "")))
         text = self._continue(query, prefix, body)
         return Reply(prefix + text if self.echo_prefix and prefix else text)

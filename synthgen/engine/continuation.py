@@ -132,8 +132,9 @@ class Continuer:
         await self.ready()
         sampling = self.teacher.sampling(temperature, max_tokens, None, sample_index, variant)
         if self.style == "chat_prefill":
-            completion = await self.teacher.send(self._prefill_body(query, prefix, sampling), sample_index=sample_index,
-                                                 variant=variant, allow_empty=True)
+            # No prefix yet: a plain answer (llama.cpp renders an empty final assistant message wrongly).
+            body = self._prefill_body(query, prefix, sampling) if prefix else {**sampling, "messages": query}
+            completion = await self.teacher.send(body, sample_index=sample_index, variant=variant, allow_empty=True)
             if self.echoes_prefix and completion.text.startswith(prefix):
                 completion.text = completion.text[len(prefix):]
             return completion
