@@ -77,14 +77,14 @@ runtime: {{seeds_per_batch: 2}}
     return path
 
 
-def synthgen_cli(*args: str, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+def synthgen_cli(*args: str, timeout: float = 300, env: dict | None = None, cwd: Path = REPO) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "synthgen", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
         env={**os.environ, **(env or {})},
-        cwd=REPO,
+        cwd=cwd,
     )
 
 

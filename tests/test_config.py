@@ -214,3 +214,15 @@ def test_validator_key_and_kind_mistakes_name_the_valid_choices(tmp_path):
     assert ":10: unknown key 'jacard' in validators.dedup; valid keys: fields, jaccard, kind" in _error(tmp_path, with_validators)
     message = _error(tmp_path, with_validators.replace("dedup: {jacard: 0.5}", "mine: {kind: nope}"))
     assert ":10: validators.mine: unknown kind 'nope'; valid kinds: " in message and "novelty" in message and "exec" in message
+
+
+def test_an_object_storage_uri_is_a_clear_error_never_a_local_folder(tmp_path):
+    """`s3://bucket/run` must not become a folder named `s3:` (object storage is not built yet)."""
+    message = _error(tmp_path, VALID + "output: {dir: \"s3://bucket/run\"}\n")
+    assert ":12: output.dir:" in message and "s3://bucket/run: object storage" in message
+    (tmp_path / "wf.yaml").write_text(VALID)
+    for args in [("run", str(tmp_path / "wf.yaml"), "--out", "gs://bucket/run"), ("inspect", "s3://bucket/run")]:
+        result = synthgen_cli(*args, cwd=tmp_path)
+        assert result.returncode == 1 and "object storage and other URIs are not supported yet" in result.stderr
+        assert "Traceback" not in result.stderr
+    assert not any(tmp_path.glob("*:")), "a local folder named after the URI scheme"

@@ -159,10 +159,16 @@ def test_wrong_keys_and_references_name_the_place(tmp_path):
         ]:
             with pytest.raises(UserError, match=re.escape(expected)):
                 load_workflow(workflow_file(tmp_path, server.url, **options))
-        path = workflow_file(tmp_path, server.url)
-        path.write_text(path.read_text().replace("oracle: answer", "oracle: nope"))
-        with pytest.raises(UserError, match=re.escape("oracle[0]: unknown validator 'nope'")):
-            load_workflow(path)
+        for old, new, expected in [
+            ("oracle: answer", "oracle: nope", "oracle[0]: unknown validator 'nope'"),
+            ("pivotal_tokens: solution", "pivotal_tokens: pivots", "'pivots' is produced by this or a later step"),
+            ("prompt: \"{{ seed.text }}\"", "prompt: \"{{ seed.text }}\"\n    parse: code_block",
+             "'solution' must be a generate step with parse: text"),
+        ]:
+            path = workflow_file(tmp_path, server.url)
+            path.write_text(path.read_text().replace(old, new))
+            with pytest.raises(UserError, match=re.escape(expected)):
+                load_workflow(path)
 
 
 def test_pieces_join_back_to_the_text():

@@ -4,6 +4,7 @@ names unknown fields at load time."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -22,7 +23,22 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False)
 
 
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def local_path_problem(value: str) -> str | None:
+    """Why a path cannot be used: a URI (s3://, gs://, ...) would become a local folder named
+    after its scheme."""
+    if _URI.match(value):
+        return (f"{value}: object storage and other URIs are not supported yet; "
+                "give a path on a local or shared filesystem")
+    return None
+
+
 def resolve_path(value: str, info: ValidationInfo) -> Path:
+    problem = local_path_problem(value)
+    if problem:
+        raise ValueError(problem)
     base = Path((info.context or {}).get("base_dir", "."))
     path = Path(value).expanduser()
     return path if path.is_absolute() else (base / path).resolve()

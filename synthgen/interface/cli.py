@@ -11,6 +11,7 @@ import traceback
 from pathlib import Path
 
 from synthgen.config.base import SANDBOX_BACKENDS
+from synthgen.config.base import local_path_problem
 from synthgen.config.errors import UserError
 
 EXIT_OK, EXIT_USER, EXIT_PARTIAL, EXIT_INTERNAL = 0, 1, 2, 3
@@ -220,10 +221,23 @@ def _seeds(args: argparse.Namespace) -> int:
 COMMANDS = {"decontaminate": _decontaminate, "seeds": _seeds, "mix": _mix, "report": _report, "run": _run, "check": _check, "demo": _demo, "inspect": _inspect, "teacher": _teacher, "sandbox": _sandbox}
 
 
+# Arguments that name URLs, not paths.
+_URL_ARGUMENTS = {"teacher_url", "address"}
+
+
+def _check_paths(args: argparse.Namespace) -> None:
+    for name, value in vars(args).items():
+        for item in value if isinstance(value, list) else [value]:
+            problem = local_path_problem(item) if isinstance(item, str) and name not in _URL_ARGUMENTS else None
+            if problem:
+                raise UserError(problem)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _setup_logging(args.verbose)
     try:
+        _check_paths(args)
         return COMMANDS[args.command](args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
