@@ -206,8 +206,26 @@ def test_progress_is_live_while_a_batch_still_runs(ray_local, teacher, tmp_path,
         report = run(workflow, progress_interval_s=0.5)
     assert report.status == "done"
     lines = [r.getMessage() for r in caplog.records if " seeds (" in r.getMessage()]
-    partial = [line for line in lines if not line.startswith("0/") and not line.startswith("6/6")]
+    partial = [line for line in lines if not line.startswith("6/6") and (not line.startswith("0/") or "through" in line)]
     assert partial, f"no progress line between start and end: {lines}"
+
+
+def test_progress_moves_through_the_steps_before_any_seed_settles(ray_local, teacher, tmp_path, caplog):
+    """A seed with many slow steps settles late; the progress line shows its samples moving
+    through the steps (and the requests paid) long before."""
+    from synthgen.engine.registry import load_workflow
+    from synthgen.runtime.runner import run
+
+    teacher.latency_s = 0.3
+    more = "".join(f'  - id: step{n}\n    prompt: "Again, step {n}: {{{{ solution }}}}"\n' for n in range(3, 8))
+    path = workflow_yaml(tmp_path / "wf.yaml", seeds=SHIPPED_CODE_SEEDS, url=teacher.url, max_in_flight=1, extra_steps=more)
+    workflow = load_workflow(path, out=str(tmp_path / "out"), limit=2)
+    with caplog.at_level("INFO", logger="synthgen"):
+        report = run(workflow, progress_interval_s=0.5)
+    assert report.status == "done"
+    lines = [r.getMessage() for r in caplog.records if " seeds (" in r.getMessage()]
+    early = [line for line in lines if line.startswith("0/2 seeds") and "| through instruction 2" in line]
+    assert early and " 0.0 req/s" not in early[-1], f"no step progress before the first seed settled: {lines}"
 
 
 def test_the_demo_says_which_workflow_kept_nothing_and_why():

@@ -110,6 +110,7 @@ class TeacherClient:
         self.limiter = limiter
         self.gate = AdaptiveGate(config.max_in_flight)
         self._answered_at = float("-inf")  # when the endpoint last gave any request an answer
+        self.paid_requests = self.paid_tokens_out = 0  # answers not from the cache: live progress
         self._transport = open_transport(config.transport, config.base_url, api_key or NO_KEY, config.timeout_s)
 
     async def chat(
@@ -162,6 +163,8 @@ class TeacherClient:
         if cached is not None:
             return Completion(**cached, latency_s=0.0, cache_hit=True, retries=0, prompt_hash=prompt_hash)
         stored, retries, latency = await self._send_requeued(body, url, allow_empty)
+        self.paid_requests += 1
+        self.paid_tokens_out += stored["tokens_out"]
         if self.cache is not None:
             self.cache.put(key, stored)
         return Completion(**stored, latency_s=latency, cache_hit=False, retries=retries, prompt_hash=prompt_hash)

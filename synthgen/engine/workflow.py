@@ -8,6 +8,7 @@ which leaves the whole seed unsettled so that the next run tries it again."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import time
 from typing import Any
 
@@ -45,6 +46,8 @@ class WorkflowRunner:
         selects = [step.id for step in workflow.steps if step.makes_pairs]
         self._pair_source = selects[-1] if selects else None
         self._continuers: dict[str, Continuer] = {}
+        # Samples that have been through each step (passed or failed): live progress.
+        self.steps_done: collections.Counter[str] = collections.Counter()
 
     async def run(self, seed: Seed) -> SeedResult:
         try:
@@ -100,6 +103,8 @@ class WorkflowRunner:
             except StepFailed as exc:
                 sample.failure = exc
                 return [sample]
+            finally:
+                self.steps_done[step.id] += 1
         try:
             for name in self._final_gate:  # every validator, on the final fields
                 await self.require(name, sample)

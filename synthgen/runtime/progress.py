@@ -14,12 +14,13 @@ def _duration(seconds: float) -> str:
 
 
 class Progress:
-    def __init__(self, total: int, interval_s: float = 10.0):
+    def __init__(self, total: int, interval_s: float = 10.0, steps: list[str] | None = None):
         self.total = total
+        self.steps = steps or []
         self.interval_s = interval_s
         self.started = time.monotonic()
         self._last_log = self.started
-        self._logged_done = -1
+        self._logged: tuple = ()
         self.done = self.records = self.rejects = self.unsettled = 0
         self.requests = self.tokens_out = 0
         self.live: dict[str, int] = {}
@@ -43,10 +44,10 @@ class Progress:
 
     def log(self) -> None:
         """Log the current line, unless nothing moved since the last one."""
-        done = self._shown("done")
-        if done != self._logged_done or done == 0:
+        moved = (self._shown("done"), self._shown("requests"), tuple(sorted(self.live.items())))
+        if moved != self._logged or moved[0] == 0:
             self._last_log = time.monotonic()
-            self._logged_done = done
+            self._logged = moved
             log.info(self.line())
 
     def line(self) -> str:
@@ -59,4 +60,7 @@ class Progress:
             f" | {self._shown('requests') / elapsed:.1f} req/s | {self._shown('tokens_out') / elapsed:.0f} tok/s"
             f" | elapsed {_duration(elapsed)} | eta {eta}"
         )
+        steps = [f"{step} {self.live[f'step:{step}']}" for step in self.steps if self.live.get(f"step:{step}")]
+        if steps and done < self.total:  # samples through each step: a long seed moves too
+            text += " | through " + ", ".join(steps)
         return text + (f" | {unsettled} unsettled" if unsettled else "")

@@ -159,7 +159,7 @@ def _stream(workflow, pending, api_keys, writer: ShardWriter, out: Path, report:
         ),
         num_cpus=1,
     )
-    progress = Progress(total=len(pending), interval_s=interval_s)
+    progress = Progress(total=len(pending), interval_s=interval_s, steps=workflow.field_names)
     log.info("%s: %d seeds to run on %d workers; output %s", workflow.name, len(pending), workers, out)
     # No prefetching: results are small and the next one is awaited anyway, and a prefetch
     # thread still fetching after `ray.shutdown` (an interrupted run) makes the core worker end

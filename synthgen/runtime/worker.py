@@ -11,7 +11,6 @@ import contextlib
 import gc
 import json
 import logging
-import time
 import traceback
 
 import pyarrow as pa
@@ -32,6 +31,7 @@ log = logging.getLogger(__name__)
 
 SEED_COLUMNS = ["seed_id", "source", "kind", "text", "meta"]
 TALLY_EVERY_S = 1.0
+_LIVE = {"requests", "tokens_out"}  # counted as paid, by the teachers, not when a seed settles
 
 
 def seed_rows(seeds: list[Seed]) -> list[dict]:
@@ -52,7 +52,8 @@ class WorkflowWorker:
         self._sandbox = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._unreported: dict[str, int] = {}
-        self._reported_at = 0.0
+        self._reported: dict[str, int] = {}  # the live counters as last reported
+        self._reporter: asyncio.Task | None = None
         # A worker allocates a few hundred small objects per request (HTTP, JSON, records) and
         # keeps few: the default collector (every 700 allocations, scanning everything imported)
         # costs ~15 % of its CPU at a thousand requests a second. Imports are frozen out of the
@@ -99,6 +100,8 @@ class WorkflowWorker:
         if self._runner is None:
             self._loop = asyncio.get_running_loop()
             self._runner = self._build_runner()
+            if self.tally is not None:
+                self._reporter = asyncio.ensure_future(self._report_live())
         seeds = [Seed(**{**row, "meta": json.loads(row["meta"])}) for row in batch.to_pylist()]
         results = await asyncio.gather(*(self._run_one(seed) for seed in seeds))
         return settled_batch(results, self.workflow.field_names, self.workflow.record_columns)
@@ -106,18 +109,26 @@ class WorkflowWorker:
     async def _run_one(self, seed: Seed) -> SeedResult:
         result = await self._settle(seed)
         if self.tally is not None:
-            self._report(result.counts())
+            for key, value in result.counts().items():
+                if key not in _LIVE:  # requests and tokens are reported as they are paid
+                    self._unreported[key] = self._unreported.get(key, 0) + value
         return result
 
-    def _report(self, counts: dict[str, int]) -> None:
-        """Counts go to the tally at most every TALLY_EVERY_S: one Ray call per seed would cost
-        more CPU than the seed's own HTTP requests on a fast endpoint."""
-        for key, value in counts.items():
-            self._unreported[key] = self._unreported.get(key, 0) + value
-        now = time.monotonic()
-        if now - self._reported_at >= TALLY_EVERY_S:
-            self.tally.add.remote(self._unreported)
-            self._unreported, self._reported_at = {}, now
+    async def _report_live(self) -> None:
+        """Every TALLY_EVERY_S, what moved: seeds settled, requests and tokens paid, samples
+        through each step (a long seed shows progress long before it settles). One Ray call a
+        second, not one per seed: that would cost more CPU than a seed's HTTP requests."""
+        while True:
+            await asyncio.sleep(TALLY_EVERY_S)
+            assert self._runner is not None
+            teachers = self._runner.teachers.values()
+            now = {"requests": sum(t.paid_requests for t in teachers), "tokens_out": sum(t.paid_tokens_out for t in teachers),
+                   **{f"step:{step}": count for step, count in self._runner.steps_done.items()}}
+            moved = {key: value - self._reported.get(key, 0) for key, value in now.items()}
+            moved = {key: value for key, value in {**self._unreported, **moved}.items() if value}
+            if moved:
+                self.tally.add.remote(moved)
+            self._unreported, self._reported = {}, now
 
     async def _settle(self, seed: Seed) -> SeedResult:
         assert self._runner is not None
