@@ -112,6 +112,23 @@ def test_sigkill_of_the_driver_then_resume(slow_teacher, tmp_path):
     assert slow_teacher.total_requests <= 2 * (len(SEEDS) - len(committed))
 
 
+def test_workers_send_no_request_once_the_driver_is_killed(slow_teacher, tmp_path):
+    """Ray takes seconds to end a dead driver's workers; they must not spend them on requests."""
+    workflow = workflow_yaml(tmp_path / "wf.yaml", seeds=SHIPPED_CODE_SEEDS, url=slow_teacher.url, shard_rows=2, **PACED)
+    process = _start(workflow, tmp_path / "out")
+    try:
+        _wait_for_commits(tmp_path / "out", 2, process)
+        killed_at = time.monotonic()
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+        time.sleep(4)
+        with slow_teacher._lock:
+            late = [t - killed_at for t in slow_teacher.request_times if t > killed_at + 0.05]
+    finally:
+        _cleanup_session(process)
+    assert not late, f"{len(late)} requests went out after the driver was killed (first {late[0]:.2f} s after)"
+
+
 def _kill_one_worker(process: subprocess.Popen) -> None:
     workers = subprocess.run(["pgrep", "-s", str(process.pid), "-f", "ray::MapWorker"], capture_output=True, text=True)
     pids = [int(p) for p in workers.stdout.split()]

@@ -16,6 +16,7 @@ import random
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -103,8 +104,12 @@ class TeacherClient:
         cache: ResponseCache | None,
         api_key: str | None,
         limiter: RateLimiter | None = None,
+        alive: Callable[[], bool] | None = None,
     ):
         self.name = name
+        # Asked before every request: False once whatever the answers are for is gone (the
+        # run's driver), so nothing more is paid for.
+        self.alive = alive
         self.config = config
         self.cache = cache
         self.limiter = limiter
@@ -212,6 +217,8 @@ class TeacherClient:
         for attempt in range(attempts):
             if attempt:
                 await asyncio.sleep(delay)
+            if self.alive is not None and not self.alive():
+                raise TeacherUnavailable(f"{self.config.base_url}: request not sent, the run's driver is gone")
             delay = self._backoff(attempt)
             if self.limiter is not None:
                 await self.limiter.acquire(estimate_tokens(body))

@@ -27,6 +27,7 @@ from synthgen.runtime.cluster import configure_ray_data, ray_session
 from synthgen.runtime.limiter import create_limiter
 from synthgen.runtime.progress import Progress
 from synthgen.runtime.shared import create_shared_states
+from synthgen.runtime.lifeline import Driver
 from synthgen.runtime.tally import LiveProgress, TallyActor
 from synthgen.runtime.worker import WorkflowWorker, seed_rows
 from synthgen.runtime.writer import ShardWriter, read_settled_batch
@@ -150,7 +151,7 @@ def _stream(workflow, pending, api_keys, writer: ShardWriter, out: Path, report:
         WorkflowWorker,
         fn_constructor_kwargs={
             "workflow": workflow, "api_keys": api_keys, "cache_dir": str(out / CACHE), "limiter": limiter,
-            "tally": tally, "shared_states": shared_states,
+            "tally": tally, "shared_states": shared_states, "driver": Driver.this_process(tally),
         },
         batch_size=batch,
         batch_format="pyarrow",

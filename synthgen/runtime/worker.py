@@ -23,6 +23,7 @@ from synthgen.engine.sandbox import open_sandbox
 from synthgen.engine.teacher import TeacherClient
 from synthgen.engine.validators.base import Services
 from synthgen.engine.workflow import WorkflowRunner
+from synthgen.runtime.lifeline import Driver, lifeline
 from synthgen.runtime.limiter import LeasedLimiter
 from synthgen.runtime.shared import ActorState
 from synthgen.runtime.writer import settled_batch
@@ -41,8 +42,9 @@ def seed_rows(seeds: list[Seed]) -> list[dict]:
 
 class WorkflowWorker:
     def __init__(self, workflow: WorkflowBase, api_keys: dict[str, str], cache_dir: str, limiter=None, tally=None,
-                 shared_states=None):
+                 shared_states=None, driver: Driver | None = None):
         self.workflow = workflow
+        self.driver = driver
         self.tally = tally
         self.shared_states = shared_states or {}
         self.api_keys = api_keys
@@ -77,13 +79,15 @@ class WorkflowWorker:
         import ray
 
         cache = ResponseCache(self.cache_dir)
+        node = ray.get_runtime_context().get_node_id()
+        alive = lifeline(self.driver, node) if self.driver is not None else None
         teachers = {
-            name: TeacherClient(name, config, cache, self.api_keys.get(name), self._leases(name, config))
+            name: TeacherClient(name, config, cache, self.api_keys.get(name), self._leases(name, config), alive)
             for name, config in self.workflow.teachers.items()
         }
         services = Services(sandbox=self._open_sandbox, shared=lambda name: ActorState(self.shared_states[name]))
         validators = build_validators(self.workflow, services)
-        return WorkflowRunner(self.workflow, teachers, node=ray.get_runtime_context().get_node_id(), validators=validators)
+        return WorkflowRunner(self.workflow, teachers, node=node, validators=validators)
 
     def _open_sandbox(self):
         if self._sandbox is None:
