@@ -4,6 +4,7 @@ scripted teacher as the only stand-in."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import duckdb
@@ -174,6 +175,9 @@ def test_cli_run_then_inspect(tmp_path, teacher):
     result = synthgen_cli("run", str(path), "--out", str(out), "--limit", "5")
     assert result.returncode == 0, result.stderr
     assert "records         5" in result.stdout and "5/5 seeds (100%)" in result.stderr
+    # A normal run says nothing at error level (Ray's C++ lines read "[date time E pid tid]").
+    errors = [line for line in result.stderr.splitlines() if re.search(r"^\[[^]]* E \d+|ERROR|Error|Warning", line)]
+    assert not errors, errors
     summary = synthgen_cli("inspect", str(out))
     assert summary.returncode == 0 and "seeds settled   5" in summary.stdout
     query = synthgen_cli("inspect", str(out), "--sql", "SELECT count(*) AS n FROM data WHERE solution LIKE '%42%'")

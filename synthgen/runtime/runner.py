@@ -13,6 +13,7 @@ import platform
 import signal
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -147,19 +148,27 @@ def _stream(workflow, pending, api_keys, writer: ShardWriter, out: Path, report:
     tally = TallyActor.remote()
     shared_states = create_shared_states(workflow, out)
     dataset = ray.data.from_items(seed_rows(pending), override_num_blocks=batches)
-    dataset = dataset.map_batches(
-        WorkflowWorker,
-        fn_constructor_kwargs={
-            "workflow": workflow, "api_keys": api_keys, "cache_dir": str(out / CACHE), "limiter": limiter,
-            "tally": tally, "shared_states": shared_states, "driver": Driver.this_process(tally),
-        },
-        batch_size=batch,
-        batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(
-            size=workers, max_concurrent_calls_per_actor=min(calls, queued), max_tasks_in_flight_per_actor=queued
-        ),
-        num_cpus=1,
-    )
+    # No actor restarts (a dead worker's seeds are run again all the same, tested): with them
+    # allowed, Ray logs an error line on every run, because Ray Data keeps every actor's
+    # constructor arguments in the object store (ray-project/ray#57733). `max_restarts=0` is the
+    # switch Ray Data's own code documents; it goes through `**ray_remote_args`, deprecated since
+    # Ray 2.60 with no named replacement yet, hence the filter (and the <2.64 pin).
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+        dataset = dataset.map_batches(
+            WorkflowWorker,
+            fn_constructor_kwargs={
+                "workflow": workflow, "api_keys": api_keys, "cache_dir": str(out / CACHE), "limiter": limiter,
+                "tally": tally, "shared_states": shared_states, "driver": Driver.this_process(tally),
+            },
+            batch_size=batch,
+            batch_format="pyarrow",
+            compute=ray.data.ActorPoolStrategy(
+                size=workers, max_concurrent_calls_per_actor=min(calls, queued), max_tasks_in_flight_per_actor=queued
+            ),
+            num_cpus=1,
+            max_restarts=0,
+        )
     progress = Progress(total=len(pending), interval_s=interval_s, steps=workflow.field_names)
     log.info("%s: %d seeds to run on %d workers; output %s", workflow.name, len(pending), workers, out)
     # No prefetching: results are small and the next one is awaited anyway, and a prefetch
