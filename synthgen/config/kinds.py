@@ -111,6 +111,11 @@ class StepSpec(Strict):
         candidate, say): they are not part of the final gate."""
         return []
 
+    def most_requests(self, steps: list[StepSpec]) -> int | None:
+        """The most teacher requests one sample makes at this step (None: no bound known before
+        running), for a cost estimate without a run to learn from."""
+        return 0
+
 
 class Example(Strict):
     """A worked example shown as an earlier exchange: small teachers follow formats from these."""
@@ -127,6 +132,9 @@ class AskingStep(StepSpec):
     teacher: str = "default"
     temperature: float | None = Field(None, ge=0, le=2)
     max_tokens: int | None = Field(None, ge=1)
+
+    def most_requests(self, steps: list[StepSpec]) -> int | None:
+        return 1
 
     def check(self, refs: References) -> None:
         refs.teacher(self.teacher)

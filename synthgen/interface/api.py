@@ -10,12 +10,17 @@ from synthgen.config.workflow import WorkflowBase
 from synthgen.engine.registry import load_workflow
 from synthgen.pipelines.curate.pipeline import curated_seeds
 from synthgen.runtime.runner import RunReport
+from synthgen.seeds.load import SeedSet, load_seeds
 from synthgen.runtime.runner import run as run_on_ray
 
 
+def seeds_of(workflow: WorkflowBase) -> SeedSet:
+    """The workflow's seeds, curated first when it asks for it."""
+    return curated_seeds(workflow.seeds) if workflow.seeds.curate is not None else load_seeds(workflow.seeds)
+
+
 def run_workflow(workflow: WorkflowBase, *, address: str | None = None) -> RunReport:
-    seed_set = curated_seeds(workflow.seeds) if workflow.seeds.curate is not None else None
-    return run_on_ray(workflow, seed_set=seed_set, address=address)
+    return run_on_ray(workflow, seed_set=seeds_of(workflow), address=address)
 
 
 def run(workflow: str | Path, *, address: str | None = None, **overrides: Any) -> RunReport:

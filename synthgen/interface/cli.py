@@ -30,6 +30,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--model", help="model name for every teacher")
     run.add_argument("--limit", type=int, help="use at most N seeds")
     run.add_argument("--address", help="join the Ray cluster at this address instead of starting a local instance")
+    run.add_argument("--dry-run", action="store_true",
+                     help="print the requests, tokens and cost the run will take, without calling any teacher "
+                          "(learned from the seeds already committed in --out, else upper bounds)")
 
     check = commands.add_parser("check", help="validate a workflow without running it")
     check.add_argument("workflow")
@@ -94,12 +97,17 @@ def _setup_logging(verbose: bool) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from synthgen.engine.registry import load_workflow
-    from synthgen.interface.api import run_workflow
+    from synthgen.interface.api import run_workflow, seeds_of
     from synthgen.interface.inspection import print_run_report
 
     workflow = load_workflow(
         args.workflow, seeds=args.seeds, out=args.out, teacher_url=args.teacher_url, model=args.model, limit=args.limit
     )
+    if args.dry_run:
+        from synthgen.pipelines.estimate import estimate, format_estimate
+
+        print(format_estimate(estimate(workflow, seeds_of(workflow).seeds), workflow))
+        return EXIT_OK
     report = run_workflow(workflow, address=args.address)
     print_run_report(workflow.name, report)
     return EXIT_OK if report.status == "done" else EXIT_PARTIAL

@@ -6,6 +6,7 @@ import logging
 import time
 
 log = logging.getLogger("synthgen")
+EARLY_S, EARLY_INTERVAL_S = 60.0, 2.0
 
 
 def _duration(seconds: float) -> str:
@@ -39,7 +40,11 @@ class Progress:
         return max(getattr(self, key), self.live.get(key, 0))
 
     def maybe_log(self) -> None:
-        if time.monotonic() - self._last_log >= self.interval_s:
+        """Log when the interval has passed; in a run's first minute every few seconds, so that a
+        quick look shows movement at once."""
+        now = time.monotonic()
+        interval = min(self.interval_s, EARLY_INTERVAL_S) if now - self.started < EARLY_S else self.interval_s
+        if now - self._last_log >= interval:
             self.log()
 
     def log(self) -> None:

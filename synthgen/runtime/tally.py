@@ -9,6 +9,8 @@ import threading
 
 import ray
 
+from synthgen.runtime.progress import EARLY_INTERVAL_S
+
 log = logging.getLogger(__name__)
 
 
@@ -43,7 +45,7 @@ class LiveProgress:
         self._thread.join()
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
+        while not self._stop.wait(min(self.interval_s, EARLY_INTERVAL_S)):
             try:
                 self.progress.absorb(ray.get(self.tally.snapshot.remote(), timeout=2))
             except Exception as exc:  # noqa: BLE001 - progress must never break a run

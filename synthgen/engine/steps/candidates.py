@@ -33,6 +33,9 @@ class CandidatesStep(AskingStep):
         super().check(refs)
         refs.template(self.prompt, "prompt")
 
+    def most_requests(self, steps) -> int:
+        return self.candidates
+
 
 async def ask_candidates(runner, step: CandidatesStep, sample: Sample) -> None:
     prompt = render_or_fail(step.prompt, sample.context, step.id)

@@ -46,6 +46,10 @@ class GenerateStep(AskingStep):
     def answer_format(self) -> str:
         return self.parse
 
+    def most_requests(self, steps) -> int:
+        # One answer, its continuations when cut at max_tokens, one repair request for JSON.
+        return 1 + (self.max_continuations if self.on_length == "continue" else 0) + (self.parse == "json")
+
     def writes_text(self) -> bool:
         return self.parse == "text"
 

@@ -31,6 +31,10 @@ class ReviseStep(AskingStep):
     prompt: Template = DEFAULT_REVISE_PROMPT
     parse: Literal["text", "code_block", "json"] | None = Field(None, description="default: the revised step's parse")
 
+    def most_requests(self, steps) -> int:
+        # Each round: the revision, and the judge's verdict again when `until` is a judge step.
+        return self.max_rounds * (2 if any(step.id == self.until for step in steps) else 1)
+
     def check(self, refs: References) -> None:
         super().check(refs)
         refs.field(self.revise, "revise")

@@ -111,6 +111,10 @@ class SelectStep(AskingStep):
             raise ValueError(f"min_score {self.min_score} is above max_score {self.max_score}")
         return self
 
+    def most_requests(self, steps) -> int:
+        count = next(step.candidates for step in steps if step.id == self.select)
+        return {"judge": count, "pairwise": count * (count - 1), "verifier": 0}[self.by]
+
     def check(self, refs: References) -> None:
         super().check(refs)
         refs.field(self.select, "select")
