@@ -8,6 +8,7 @@ and the CPU time synthgen spent per request (machine CPU during the run minus th
     python bench/teacher_throughput.py                      # 2,000 and 20,000 requests at 64/256/1024
     python bench/teacher_throughput.py --requests 2000 --in-flight 256
     python bench/teacher_throughput.py --baseline           # also a plain AsyncOpenAI + semaphore loop
+    python bench/teacher_throughput.py --kept               # runs join a local Ray kept by `synthgen ray start`
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def process_ticks(pid: int) -> int:
     return int(fields[11]) + int(fields[12])  # utime + stime
 
 
-def one_run(requests: int, in_flight: int, work: Path, plain: bool = False) -> dict | None:
+def one_run(requests: int, in_flight: int, work: Path, plain: bool = False, kept: bool = False) -> dict | None:
     seeds = work / f"seeds-{requests}.jsonl"
     if not seeds.exists():
         seeds.write_text("".join(json.dumps({"text": f"Benchmark prompt number {i} about a topic."}) + "\n"
@@ -93,7 +94,7 @@ runtime: {{workers: {WORKERS}}}
     ideal = in_flight / LATENCY_S
     rate = stats["requests"] / stats["window_s"] if stats["window_s"] else 0.0
     return {
-        "client": "plain loop" if plain else "synthgen",
+        "client": "plain loop" if plain else "synthgen+kept" if kept else "synthgen",
         "requests": stats["requests"],
         "in_flight": in_flight,
         "server_max_in_flight": stats["max_in_flight"],
@@ -112,7 +113,18 @@ def main() -> None:
     parser.add_argument("--requests", default="2000,20000")
     parser.add_argument("--in-flight", default="64,256,1024")
     parser.add_argument("--baseline", action="store_true", help="also run a plain AsyncOpenAI + semaphore loop")
+    parser.add_argument("--kept", action="store_true", help="synthgen runs join a local Ray instance kept running (`synthgen ray start`)")
     args = parser.parse_args()
+    if args.kept:
+        subprocess.run([sys.executable, "-m", "synthgen", "ray", "start"], check=True, capture_output=True)
+    try:
+        measure(args)
+    finally:
+        if args.kept:
+            subprocess.run([sys.executable, "-m", "synthgen", "ray", "stop"], check=True, capture_output=True)
+
+
+def measure(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="sg-bench-") as tmp:
         work = Path(tmp)
         print(f"fake endpoint latency {LATENCY_S * 1000:.0f} ms, {WORKERS} Ray workers, {os.cpu_count()} cores")
@@ -122,7 +134,7 @@ def main() -> None:
         runs: dict[int, list[dict]] = {}
         for requests in (int(v) for v in args.requests.split(",")):
             for in_flight in (int(v) for v in args.in_flight.split(",")):
-                ours = one_run(requests, in_flight, work)
+                ours = one_run(requests, in_flight, work, kept=args.kept)
                 runs.setdefault(in_flight, []).append(ours)
                 baseline = one_run(requests, in_flight, work, plain=True) if args.baseline else None
                 for r in [ours, baseline] if baseline else [ours]:

@@ -65,3 +65,27 @@ def test_unreachable_cluster_address_is_a_clear_error(teacher, tmp_path):
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
     assert "could not start or join the Ray cluster at 127.0.0.1:" in result.stderr
+
+
+def test_a_kept_local_instance_is_joined_by_every_run_until_stopped(teacher, tmp_path):
+    """`synthgen ray start` leaves a local instance running; runs join it (no start-up, no
+    shutdown); `synthgen ray stop` ends exactly its processes."""
+    env = {"RAY_TMPDIR": tempfile.mkdtemp(prefix="sg-", dir="/tmp")}  # not a developer's own kept instance
+    kept = os.path.join(env["RAY_TMPDIR"], "synthgen-ray-kept")
+    path = workflow_yaml(tmp_path / "wf.yaml", seeds=SHIPPED_CODE_SEEDS, url=teacher.url)
+    started = synthgen_cli("ray", "start", env=env)
+    try:
+        assert started.returncode == 0 and "running at 127.0.0.1:" in started.stdout, started.stderr
+        assert synthgen_cli("ray", "start", env=env).stdout == started.stdout, "a second start finds the first"
+        for limit in ("3", "6"):
+            result = synthgen_cli("run", str(path), "--out", str(tmp_path / "out"), "--limit", limit, env=env)
+            assert result.returncode == 0, result.stderr
+            assert "joining the local Ray instance left running by `synthgen ray start`" in result.stderr
+        assert connect(tmp_path / "out").execute("SELECT count(*) FROM data").fetchone()[0] == 6
+    finally:
+        stopped = synthgen_cli("ray", "stop", env=env)
+    assert stopped.returncode == 0 and "stopped the kept local Ray instance" in stopped.stdout
+    left = subprocess.run(["pgrep", "-f", kept], capture_output=True, text=True).stdout.split()
+    assert not left, f"processes of the kept instance still running: {left}"
+    shutil.rmtree(env["RAY_TMPDIR"], ignore_errors=True)
+

@@ -75,6 +75,11 @@ def _parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="write the HTML report (and PNG plots) of a run")
     report.add_argument("dir", help="a run's output directory")
 
+    ray_command = commands.add_parser("ray", help="a local Ray instance kept running, which every run on this machine joins")
+    ray_commands = ray_command.add_subparsers(dest="ray_command", required=True)
+    ray_commands.add_parser("start", help="start it (runs then start in a fraction of a second)")
+    ray_commands.add_parser("stop", help="stop it (runs start their own instance again)")
+
     teacher = commands.add_parser("teacher", help="the embedded teacher")
     teacher_commands = teacher.add_subparsers(dest="teacher_command", required=True)
     serve = teacher_commands.add_parser("serve", help="serve the embedded teacher (OpenAI-compatible) until stopped")
@@ -137,6 +142,18 @@ def _inspect(args: argparse.Namespace) -> int:
 
     con = connect(args.dir)
     print(query(con, args.sql) if args.sql else format_summary(summarize(con)))
+    return EXIT_OK
+
+
+def _ray(args: argparse.Namespace) -> int:
+    from synthgen.runtime.cluster import start_kept_instance, stop_kept_instance
+
+    if args.ray_command == "start":
+        print(f"local Ray instance running at {start_kept_instance()}: every synthgen run here joins it; "
+              "`synthgen ray stop` ends it")
+    else:
+        stopped = stop_kept_instance()
+        print(f"stopped the kept local Ray instance ({stopped} processes)" if stopped else "no kept local Ray instance was running")
     return EXIT_OK
 
 
@@ -226,7 +243,7 @@ def _seeds(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"decontaminate": _decontaminate, "seeds": _seeds, "mix": _mix, "report": _report, "run": _run, "check": _check, "demo": _demo, "inspect": _inspect, "teacher": _teacher, "sandbox": _sandbox}
+COMMANDS = {"decontaminate": _decontaminate, "seeds": _seeds, "mix": _mix, "report": _report, "ray": _ray, "run": _run, "check": _check, "demo": _demo, "inspect": _inspect, "teacher": _teacher, "sandbox": _sandbox}
 
 
 # Arguments that name URLs, not paths.
