@@ -25,7 +25,7 @@ import re
 from dataclasses import asdict, dataclass, field
 
 from synthgen.engine.continuation import chatml
-from synthgen.scripted_teacher import Reply, ScriptedTeacher
+from synthgen.scripted_teacher import Reply, ScriptedTeacher, is_generation
 
 MARK = "POLICY: "
 RIGHT, WRONG = "42", "41"
@@ -203,7 +203,7 @@ class PolicyServer(ScriptedTeacher):
     def generations(self) -> list[dict]:
         """Every generation request the server saw (chat and completions)."""
         with self._lock:
-            return [b for b, p in zip(self.bodies, self.paths) if p.rstrip("/").endswith(("/chat/completions", "/v1/completions"))]
+            return [body for body, path in zip(self.bodies, self.paths) if is_generation(path)]
 
     def _chat(self, messages: list[dict], body: dict) -> Reply:
         if "continue_final_message" in body and not self.prefill:  # as OpenAI's API answers it

@@ -45,6 +45,11 @@ Responder = Callable[..., Reply | str]  # (messages) or (messages, body)
 Route = Callable[[dict], tuple[int, dict]]
 
 
+def is_generation(path: str) -> bool:
+    """A request for an answer (chat or text completions), not for a service (tokenize, ...)."""
+    return path.rstrip("/").endswith("completions")
+
+
 def echo_responder(messages: list[dict]) -> Reply:
     """Default script: a code block for prompts that mention CODE, else an echo of the prompt."""
     last = messages[-1]["content"]
@@ -192,7 +197,7 @@ class ScriptedTeacher:
                 self.paths.append(path)
             if self.latency_s:
                 await asyncio.sleep(self.latency_s)
-            if path.rstrip("/").endswith("completions"):
+            if is_generation(path):
                 return await self._generation(body, lambda: _respond(writer, *route(body)))
             return await _respond(writer, *route(body))
         messages = body.get("messages") if isinstance(body, dict) else None

@@ -20,6 +20,7 @@ import logging
 
 from synthgen.engine.teacher import Completion, TeacherClient, TeacherRefused
 from synthgen.engine.tokens import splitter
+from synthgen.engine.transport import Reply
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,8 @@ class Continuer:
         return self.config.base_url.rstrip("/") + "/completions"
 
     async def ready(self) -> None:
+        if self.style:  # every sample asks: once found out, no lock to queue on
+            return
         async with self._ready:
             if self._failure is not None:  # found out once: every search of this teacher fails alike
                 raise self._failure
@@ -146,8 +149,8 @@ class Continuer:
     async def _find_tokenizer(self) -> str:
         wanted = self.config.tokenizer
         if wanted in ("auto", "endpoint"):
-            reply = await self.teacher.call(self.teacher.server_root + "/tokenize", {"content": "Hello world", "with_pieces": True})
-            if reply.status == 200 and isinstance(reply.payload, dict) and isinstance(reply.payload.get("tokens"), list):
+            reply, tokens = await self._tokenize("Hello world")
+            if tokens is not None:
                 return "endpoint"
             if wanted == "endpoint":
                 raise CannotContinue(f"teacher '{self.teacher.name}': POST {self.teacher.server_root}/tokenize failed "
@@ -163,10 +166,9 @@ class Continuer:
         await self.ready()
         if self._split is not None:
             return self._split(text)
+        reply, tokens = await self._tokenize(text)
         url = self.teacher.server_root + "/tokenize"
-        reply = await self.teacher.call(url, {"content": text, "with_pieces": True})
-        tokens = reply.payload.get("tokens") if isinstance(reply.payload, dict) else None
-        if not isinstance(tokens, list):
+        if tokens is None:
             raise TeacherRefused(f"POST {url}: {reply.problem or 'no tokens'}")
         if tokens and all(isinstance(t, dict) and "piece" in t for t in tokens):
             pieces = _joined_pieces([t["piece"] for t in tokens])
@@ -175,6 +177,12 @@ class Continuer:
         if "".join(pieces) != text:  # a tokenizer that normalises text cannot cut it where it stands
             raise TeacherRefused(f"the teacher's tokens of the answer do not join back to it (at {url})")
         return pieces
+
+    async def _tokenize(self, text: str) -> tuple[Reply, list | None]:
+        """The server's /tokenize answer, and its tokens (None when it gave none)."""
+        reply = await self.teacher.call(self.teacher.server_root + "/tokenize", {"content": text, "with_pieces": True})
+        tokens = reply.payload.get("tokens") if reply.status == 200 and isinstance(reply.payload, dict) else None
+        return reply, tokens if isinstance(tokens, list) else None
 
     async def _detokenized(self, ids: list[int]) -> list[str]:
         """Pieces from ids: every prefix detokenized; a token that ends inside a character (or that

@@ -14,12 +14,11 @@ from typing import Any
 
 from synthgen.config.base import SEED_VARIABLE
 from synthgen.config.workflow import WorkflowBase
-from synthgen.engine.records import ChatMessage, Record, Reject, Seed, SeedResult, content_hash
-from synthgen.engine.registry import step_kind
-from synthgen.engine.sample import Sample, StepFailed, render_or_fail
 from synthgen.engine.cache import ResponseCache
 from synthgen.engine.continuation import Continuer
-from synthgen.engine.registry import build_validators
+from synthgen.engine.records import ChatMessage, Record, Reject, Seed, SeedResult, content_hash
+from synthgen.engine.registry import build_validators, step_kind
+from synthgen.engine.sample import Sample, StepFailed, render_or_fail
 from synthgen.engine.teacher import TeacherClient, TeacherRefused, TeacherUnavailable
 from synthgen.engine.validators.base import Check, Inputs, Services, Validator
 

@@ -10,8 +10,8 @@ from synthgen.config.workflow import WorkflowBase
 from synthgen.engine.registry import load_workflow
 from synthgen.pipelines.curate.pipeline import curated_seeds
 from synthgen.runtime.runner import RunReport
-from synthgen.seeds.load import SeedSet, load_seeds
 from synthgen.runtime.runner import run as run_on_ray
+from synthgen.seeds.load import SeedSet, load_seeds
 
 
 def seeds_of(workflow: WorkflowBase) -> SeedSet:

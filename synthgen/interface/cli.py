@@ -10,8 +10,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from synthgen.config.base import SANDBOX_BACKENDS
-from synthgen.config.base import local_path_problem
+from synthgen.config.base import SANDBOX_BACKENDS, local_path_problem
 from synthgen.config.errors import UserError
 
 EXIT_OK, EXIT_USER, EXIT_PARTIAL, EXIT_INTERNAL = 0, 1, 2, 3

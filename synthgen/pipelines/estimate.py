@@ -25,7 +25,7 @@ from synthgen.engine.sample import Sample, StepFailed
 from synthgen.engine.steps.base import opening
 from synthgen.engine.templates import TemplateError, render
 from synthgen.storage.layout import commit_markers, is_run
-from synthgen.storage.query import connect
+from synthgen.storage.query import TURNS, connect
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +76,7 @@ def estimate(workflow: WorkflowBase, seeds: list[Seed]) -> Estimate:
 
 def _observed(out: Path, seeds: list[Seed], remaining: list[Seed], committed: set[str]) -> tuple[int, list[StepCost]]:
     con = connect(out)
-    rows = con.execute("""
-        SELECT t.step, t.teacher, count(*), sum(t.tokens_in), sum(t.tokens_out) FROM (
-            SELECT unnest(turns) AS t FROM data UNION ALL SELECT unnest(turns) AS t FROM rejects)
-        GROUP BY ALL""").fetchall()
+    rows = con.execute(f"SELECT step, teacher, count(*), sum(tokens_in), sum(tokens_out) FROM ({TURNS}) GROUP BY ALL").fetchall()
     observed = [seed for seed in seeds if seed.seed_id in committed]
     if not observed or not rows:
         return 0, []

@@ -25,10 +25,10 @@ from synthgen.engine.embedded_teacher import EmbeddedTeacher
 from synthgen.engine.registry import prepare_validators
 from synthgen.engine.teacher import probe
 from synthgen.runtime.cluster import configure_ray_data, ray_session
+from synthgen.runtime.lifeline import Driver
 from synthgen.runtime.limiter import create_limiter
 from synthgen.runtime.progress import Progress
 from synthgen.runtime.shared import create_shared_states
-from synthgen.runtime.lifeline import Driver
 from synthgen.runtime.tally import LiveProgress, TallyActor
 from synthgen.runtime.worker import WorkflowWorker, seed_rows
 from synthgen.runtime.writer import ShardWriter, read_settled_batch

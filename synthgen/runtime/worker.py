@@ -55,7 +55,7 @@ class WorkflowWorker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._unreported: dict[str, int] = {}
         self._reported: dict[str, int] = {}  # the live counters as last reported
-        self._reporter: asyncio.Task | None = None
+        self._reporter: asyncio.Task | None = None  # held: the loop keeps only weak references to tasks
         # A worker allocates a few hundred small objects per request (HTTP, JSON, records) and
         # keeps few: the default collector (every 700 allocations, scanning everything imported)
         # costs ~15 % of its CPU at a thousand requests a second. Imports are frozen out of the

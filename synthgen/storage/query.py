@@ -34,13 +34,15 @@ def connect(out: str | Path) -> duckdb.DuckDBPyConnection:
     return con
 
 
+# Every teacher call of a run, one row each, with the `Turn` fields as columns.
+TURNS = "SELECT unnest(t) FROM (SELECT unnest(turns) AS t FROM data UNION ALL SELECT unnest(turns) AS t FROM rejects)"
+
+
 def summarize(con: duckdb.DuckDBPyConnection) -> dict:
     def scalar(sql: str) -> int:
         return int(con.execute(sql).fetchone()[0] or 0)
 
-    turns = """
-        SELECT unnest(t) FROM (SELECT unnest(turns) AS t FROM data UNION ALL SELECT unnest(turns) AS t FROM rejects)
-    """
+    turns = TURNS
     steps = con.execute(
         f"""SELECT step, count(*) AS calls, sum(CASE WHEN cache_hit THEN 0 ELSE 1 END) AS requests,
                    sum(retries) AS retries, sum(tokens_in) AS tokens_in, sum(tokens_out) AS tokens_out,
