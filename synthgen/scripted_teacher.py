@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 
 @dataclass
@@ -38,6 +39,12 @@ class Fault:
     retry_after: float | None = None
     delay_s: float = 0.0
     rate: float = 1.0
+
+
+class Service(Protocol):
+    def handles(self, method: str, path: str) -> bool: ...
+
+    def answer(self, method: str, path: str, headers: dict[str, str], raw: bytes) -> tuple[int, dict | bytes]: ...
 
 
 Responder = Callable[..., Reply | str]  # (messages) or (messages, body)
@@ -71,6 +78,7 @@ class ScriptedTeacher:
         self.latency_s = latency_s
         self.port = port
         self.faults: list[Fault] = []
+        self.service: Service | None = None  # another API served beside chat (the Batch API's)
         self._random = random.Random()
         self.requests: collections.Counter[str] = collections.Counter()
         self.bodies: list[dict] = []
@@ -180,6 +188,8 @@ class ScriptedTeacher:
 
     async def _answer(self, method: str, path: str, headers: dict, raw: bytes, writer) -> bool:
         """Write one response; False when the connection must be dropped."""
+        if self.service is not None and self.service.handles(method, path):
+            return await _respond(writer, *self.service.answer(method, path, headers, raw))
         if method == "GET":
             if path.rstrip("/").endswith("/stats"):
                 return await _respond(writer, 200, self.stats())
@@ -224,26 +234,35 @@ class ScriptedTeacher:
             delay = self.latency_s + (fault.delay_s if fault is not None else 0.0)
             if delay:
                 await asyncio.sleep(delay)
-            reply = self.responder(messages, body) if self._wants_body else self.responder(messages)
-            if isinstance(reply, str):
-                reply = Reply(reply)
-            if reply.status != 200:
-                return await _respond(writer, reply.status, {"error": {"message": reply.content}})
-            prompt_tokens, completion_tokens = len(prompt.split()), len(reply.content.split())
-            return await self._generation(body, lambda: _respond(writer, 200, {
-                "id": "chatcmpl-scripted",
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": body.get("model", "scripted"),
-                "choices": [{"index": 0, "finish_reason": reply.finish_reason,
-                             "message": {"role": "assistant", "content": reply.content}}],
-                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                          "total_tokens": prompt_tokens + completion_tokens},
-            }))
+            status, payload = self.completion(body)
+            if status != 200:
+                return await _respond(writer, status, payload)
+            return await self._generation(body, lambda: _respond(writer, 200, payload))
         finally:
             with self._lock:
                 self.in_flight -= 1
                 self.last_response_at = time.monotonic()
+
+    def completion(self, body: dict) -> tuple[int, dict]:
+        """The responder's answer to a chat request body, as an HTTP status and JSON payload."""
+        messages = body["messages"]
+        reply = self.responder(messages, body) if self._wants_body else self.responder(messages)
+        if isinstance(reply, str):
+            reply = Reply(reply)
+        if reply.status != 200:
+            return reply.status, {"error": {"message": reply.content}}
+        prompt = "\n".join(str(m.get("content", "")) for m in messages)
+        prompt_tokens, completion_tokens = len(prompt.split()), len(reply.content.split())
+        return 200, {
+            "id": "chatcmpl-scripted",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model", "scripted"),
+            "choices": [{"index": 0, "finish_reason": reply.finish_reason,
+                         "message": {"role": "assistant", "content": reply.content}}],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                      "total_tokens": prompt_tokens + completion_tokens},
+        }
 
     def stats(self) -> dict:
         """Counts and the request window (first request in to last response out), for benchmarks."""

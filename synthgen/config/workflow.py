@@ -19,6 +19,7 @@ from synthgen.config.decontamination import Decontamination
 from synthgen.config.kinds import References, StepSpec, ValidatorSpec, check_validator_fields
 from synthgen.config.yaml_source import load_config
 
+BATCH_IN_FLIGHT = 5_000
 _GENERATION_KNOBS = {"model", "temperature", "top_p", "frequency_penalty", "max_tokens", "seed", "structured_output"}
 
 
@@ -44,6 +45,15 @@ class SeedSource(Strict):
 class Price(Strict):
     input: float = Field(ge=0)
     output: float = Field(ge=0)
+
+
+class BatchOptions(Strict):
+    """How requests are gathered into provider batches (teacher.mode: batch)."""
+
+    collect_s: float = Field(2.0, gt=0, description="a batch is sent once no request joined it for this long")
+    max_requests: int = Field(50_000, ge=1, le=50_000, description="most requests in one batch (OpenAI: 50,000)")
+    poll_s: float = Field(30.0, gt=0, description="how often a batch in progress is looked at")
+    price_factor: float = Field(0.5, ge=0, description="batch price as a share of price_per_million_tokens")
 
 
 class Teacher(Strict):
@@ -83,6 +93,25 @@ class Teacher(Strict):
         "auto", description="where prefixes are cut: endpoint (the server's /tokenize), embedded or hf:NAME "
         "(a local tokenizer), auto (the endpoint's when it serves one, else embedded)")
     price_per_million_tokens: Price | None = None
+    mode: Literal["online", "batch"] = Field(
+        "online", description="online: one HTTP request per answer; batch: the provider's Batch API (/v1/files + "
+        "/v1/batches: cheaper, answers within hours; max_in_flight is then the requests a worker gathers)")
+    batch: BatchOptions = Field(default_factory=BatchOptions)
+
+    @model_validator(mode="after")
+    def _gather_more_in_batch_mode(self) -> Teacher:
+        """A batch answers in hours: a worker should gather thousands of requests, not dozens."""
+        if self.mode == "batch" and "max_in_flight" not in self.model_fields_set:
+            self.max_in_flight = BATCH_IN_FLIGHT
+        return self
+
+    def cost_usd(self, tokens_in: float, tokens_out: float) -> float | None:
+        """What these tokens cost, in this mode, where a price is configured."""
+        price = self.price_per_million_tokens
+        if price is None:
+            return None
+        factor = self.batch.price_factor if self.mode == "batch" else 1.0
+        return (tokens_in * price.input + tokens_out * price.output) * factor / 1e6
 
 
 class Sandbox(Strict):

@@ -24,7 +24,8 @@ from synthgen.config.workflow import Teacher
 from synthgen.engine.cache import ResponseCache
 from synthgen.engine.gate import AdaptiveGate
 from synthgen.engine.records import Turn
-from synthgen.engine.transport import NoAnswer, Reply, open_transport
+from synthgen.engine.batches import BatchTransport
+from synthgen.engine.transport import NoAnswer, Reply, Transport, open_transport
 from synthgen.config.errors import UserError
 
 NO_KEY = "not-needed"
@@ -116,7 +117,13 @@ class TeacherClient:
         self.gate = AdaptiveGate(config.max_in_flight)
         self._answered_at = float("-inf")  # when the endpoint last gave any request an answer
         self.paid_requests = self.paid_tokens_out = 0  # answers not from the cache: live progress
-        self._transport = open_transport(config.transport, config.base_url, api_key or NO_KEY, config.timeout_s)
+        # Services of the server (tokenize, templates) are asked directly, also in batch mode.
+        self._direct = open_transport(config.transport, config.base_url, api_key or NO_KEY, config.timeout_s)
+        self._transport: Transport = self._direct
+        if config.mode == "batch":
+            # Batches sent are recorded beside the cache: a resumed run waits for them.
+            journal = cache.directory / "batches" if cache is not None else None
+            self._transport = BatchTransport(config.base_url, api_key or NO_KEY, config.timeout_s, config.batch, journal)
 
     async def chat(
         self,
@@ -167,7 +174,7 @@ class TeacherClient:
         cached = self.cache.get(key) if self.cache else None
         if cached is not None:
             return Completion(**cached, latency_s=0.0, cache_hit=True, retries=0, prompt_hash=prompt_hash)
-        stored, retries, latency = await self._send_requeued(body, url, allow_empty)
+        stored, retries, latency = await self._send_requeued(body, url, allow_empty, key)
         self.paid_requests += 1
         self.paid_tokens_out += stored["tokens_out"]
         if self.cache is not None:
@@ -177,9 +184,9 @@ class TeacherClient:
     async def call(self, url: str | None, body: dict) -> Reply:
         """One uncached, unretried request to a service of the server (tokenize, templates; None:
         the chat endpoint): the caller reads the status."""
-        await self._transport.open()
+        await self._direct.open()
         try:
-            return await self._transport.post(body, 0, url)
+            return await self._direct.post(body, 0, url)
         except NoAnswer as exc:
             raise TeacherUnavailable(f"{url}: {exc}") from None
 
@@ -189,7 +196,7 @@ class TeacherClient:
         base = self.config.base_url.rstrip("/")
         return base[: -len("/v1")] if base.endswith("/v1") else base
 
-    async def _send_requeued(self, body: dict, url: str | None, allow_empty: bool) -> tuple[dict, int, float]:
+    async def _send_requeued(self, body: dict, url: str | None, allow_empty: bool, key: str) -> tuple[dict, int, float]:
         """Send; a request that used up its retries while the endpoint answered other requests
         waits (out of the in-flight gate) and goes again, up to REQUEUE_ROUNDS times."""
         retries = rounds = 0
@@ -198,7 +205,7 @@ class TeacherClient:
             try:
                 async with self.gate:
                     started = time.monotonic()
-                    stored, attempts = await self._send(body, url, allow_empty)
+                    stored, attempts = await self._send(body, url, allow_empty, key)
                     return stored, retries + attempts, time.monotonic() - started
             except TeacherUnavailable:
                 rounds += 1
@@ -208,7 +215,7 @@ class TeacherClient:
                     raise
             await asyncio.sleep(self._backoff(self.config.max_retries + rounds))
 
-    async def _send(self, body: dict, url: str | None, allow_empty: bool) -> tuple[dict, int]:
+    async def _send(self, body: dict, url: str | None, allow_empty: bool, key: str) -> tuple[dict, int]:
         """Send until an answer comes back; returns it and how many retries it took."""
         problem = ""
         unavailable = False
@@ -225,7 +232,7 @@ class TeacherClient:
             await self._transport.open()
             started = time.monotonic()
             try:
-                reply = await self._transport.post(body, attempt, url)
+                reply = await self._transport.post(body, attempt, url, key)
             except NoAnswer as exc:
                 unavailable, problem = True, str(exc)
                 continue
@@ -252,8 +259,9 @@ class TeacherClient:
             tokens_out = usage.get("completion_tokens") or 0
             latency = time.monotonic() - started
             self._answered_at = time.monotonic()
-            # Per generated token: answers differ in length, queueing shows as slower tokens.
-            self.gate.observe(latency / max(1, tokens_out))
+            if self.config.mode == "online":  # a batch's wait says nothing about the endpoint's load
+                # Per generated token: answers differ in length, queueing shows as slower tokens.
+                self.gate.observe(latency / max(1, tokens_out))
             if self.limiter is not None:
                 self.limiter.completed(tokens_in + tokens_out, latency)
             stored = {
@@ -275,6 +283,8 @@ class TeacherClient:
 
     async def close(self) -> None:
         await self._transport.close()
+        if self._direct is not self._transport:
+            await self._direct.close()
 
 
 def first_choice(response: object) -> tuple[dict, str | None]:

@@ -49,8 +49,9 @@ class Transport(Protocol):
     async def open(self) -> None:
         """Get ready to send (cheap when ready), so that no request's latency includes set-up."""
 
-    async def post(self, body: dict, attempt: int, url: str | None = None) -> Reply:
-        """POST the body to the chat endpoint, or to another URL of the same server (same auth)."""
+    async def post(self, body: dict, attempt: int, url: str | None = None, key: str = "") -> Reply:
+        """POST the body to the chat endpoint, or to another URL of the same server (same auth).
+        `key`: the request's identity (its cache key), for transports that name requests."""
 
     async def close(self) -> None: ...
 
@@ -73,7 +74,7 @@ class OpenAITransport:
     async def open(self) -> None:
         pass
 
-    async def post(self, body: dict, attempt: int, url: str | None = None) -> Reply:
+    async def post(self, body: dict, attempt: int, url: str | None = None, key: str = "") -> Reply:
         try:
             # The generic `post` (documented for custom requests) skips the typed request and
             # response models of `chat.completions.create`: the body is plain JSON already and
@@ -131,7 +132,7 @@ class DirectTransport:
                 if self._session is None:
                     await self._prepare()
 
-    async def post(self, body: dict, attempt: int, url: str | None = None) -> Reply:
+    async def post(self, body: dict, attempt: int, url: str | None = None, key: str = "") -> Reply:
         assert self._session is not None, "open() first"
         headers = self._headers if not attempt else {**self._headers, "x-stainless-retry-count": str(attempt)}
         try:

@@ -143,9 +143,8 @@ def format_estimate(result: Estimate, workflow: WorkflowBase) -> str:
             lines.append(f"{cost.step:<16}{cost.teacher:<12}{cost.requests:>14.2f}{cost.tokens_in:>16,.0f}"
                          f"{cost.tokens_out:>17,.0f}")
     for name, total in result.totals().items():
-        price = workflow.teachers[name].price_per_million_tokens if name in workflow.teachers else None
-        cost = (f"${(total['tokens_in'] * price.input + total['tokens_out'] * price.output) / 1e6:,.2f}"
-                if price else "no price_per_million_tokens set")
+        usd = workflow.teachers[name].cost_usd(total["tokens_in"], total["tokens_out"]) if name in workflow.teachers else None
+        cost = f"${usd:,.2f}" if usd is not None else "no price_per_million_tokens set"
         lines.append(f"teacher {name}: {total['requests']:,.0f} requests, {total['tokens_in']:,.0f} input tokens, "
                      f"{total['tokens_out']:,.0f} output tokens; cost {cost}")
     if any(c.unknown for c in result.steps):

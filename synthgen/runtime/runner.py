@@ -91,9 +91,9 @@ def _add_costs(summary: dict, workflow: WorkflowBase) -> None:
     """Cost of the tokens actually paid for (cache hits are free), where a price is configured."""
     for row in summary["teachers"]:
         teacher = workflow.teachers.get(row["teacher"])
-        price = teacher.price_per_million_tokens if teacher else None
-        if price is not None:
-            row["cost_usd"] = round((row["paid_tokens_in"] * price.input + row["paid_tokens_out"] * price.output) / 1e6, 6)
+        cost = teacher.cost_usd(row["paid_tokens_in"], row["paid_tokens_out"]) if teacher else None
+        if cost is not None:
+            row["cost_usd"] = round(cost, 6)
     costs = [row["cost_usd"] for row in summary["teachers"] if "cost_usd" in row]
     summary["cost_usd"] = round(sum(costs), 6) if costs else None
 
