@@ -25,12 +25,13 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
-
-import openai
+from typing import TYPE_CHECKING, TypeVar
 
 from synthgen.config.workflow import BatchOptions
 from synthgen.engine.transport import CHAT_PATH, NoAnswer, Reply, http_problem
+
+if TYPE_CHECKING:
+    import openai
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -100,6 +101,9 @@ class BatchTransport:
     async def open(self) -> None:
         if self._client is not None:
             return
+        import openai
+
+        self._openai = openai
         self._client = openai.AsyncOpenAI(base_url=self._base_url, api_key=self._api_key, timeout=self._timeout_s,
                                           max_retries=2)
         for entry in self.journal.entries():
@@ -165,11 +169,11 @@ class BatchTransport:
             created = await self._client.batches.create(
                 input_file_id=upload.id, endpoint=batch.path, completion_window="24h",  # type: ignore[arg-type]
                 metadata={"synthgen_token": batch.token})
-        except openai.APIStatusError as exc:
+        except self._openai.APIStatusError as exc:
             refused = Reply(exc.status_code, problem=f"batch not accepted: {http_problem(exc.status_code, exc.body)}")
             batch.replies = dict.fromkeys(batch.keys, refused)
             return
-        except openai.APIConnectionError as exc:
+        except self._openai.APIConnectionError as exc:
             # Maybe created, maybe not: the token in the record settles it on the next attempt.
             raise NoAnswer(f"batch upload: {type(exc).__name__}: {exc}"[:300]) from None
         batch.batch_id = created.id
@@ -226,7 +230,7 @@ class BatchTransport:
         for attempt in range(_POLL_ATTEMPTS):
             try:
                 return await request()
-            except (openai.APIConnectionError, openai.APIStatusError) as exc:
+            except (self._openai.APIConnectionError, self._openai.APIStatusError) as exc:
                 if attempt == _POLL_ATTEMPTS - 1:
                     raise NoAnswer(f"batch API: {type(exc).__name__}: {exc}"[:300]) from None
                 await asyncio.sleep(min(self.options.poll_s, 2.0**attempt))

@@ -12,7 +12,8 @@ same auth and client headers, same JSON body. Two ways to send it:
   rebuilt per call (e.g. auth tokens that rotate).
 
 Both report an answer the same way (`Reply`), so retries, limits and accounting do not know
-which one ran."""
+which one ran. The HTTP libraries are imported when a transport is made: the driver of a run
+sends no request and starts ~0.6 s sooner without them."""
 
 from __future__ import annotations
 
@@ -22,11 +23,10 @@ import urllib.parse
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import aiohttp
-import httpx2
-import openai
+if TYPE_CHECKING:
+    import aiohttp
 
 CHAT_PATH = "/chat/completions"
 # Set per request by the HTTP layer, never replayed from the captured request.
@@ -64,6 +64,9 @@ def open_transport(kind: str, base_url: str, api_key: str, timeout_s: float) -> 
 
 class OpenAITransport:
     def __init__(self, base_url: str, api_key: str, timeout_s: float):
+        import openai
+
+        self._openai = openai
         # aiohttp under the client (openai's documented option for high concurrency): httpx's own
         # pool scans every connection on each request and costs ~50 % more CPU here.
         self._client = openai.AsyncOpenAI(
@@ -80,12 +83,12 @@ class OpenAITransport:
             # response models of `chat.completions.create`: the body is plain JSON already and
             # four fields of the answer are read. An absolute URL is taken as it is.
             payload = await self._client.post(url or CHAT_PATH, body=body, cast_to=object)
-        except openai.APIStatusError as exc:
+        except self._openai.APIStatusError as exc:
             return Reply(exc.status_code, problem=http_problem(exc.status_code, exc.body),
                          retry_after_s=retry_after(exc.response.headers))
-        except openai.APIConnectionError as exc:  # includes timeouts
+        except self._openai.APIConnectionError as exc:  # includes timeouts
             raise NoAnswer(f"{type(exc).__name__}: {exc}"[:300]) from None
-        except (openai.APIResponseValidationError, ValueError) as exc:
+        except (self._openai.APIResponseValidationError, ValueError) as exc:
             return Reply(200, problem=f"malformed response: {type(exc).__name__}")
         return Reply(200, payload=payload)
 
@@ -97,14 +100,19 @@ class DirectTransport:
     def __init__(self, base_url: str, api_key: str, timeout_s: float):
         self._base_url = base_url
         self._api_key = api_key
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._timeout_s = timeout_s
         self._url = ""
         self._headers: dict[str, str] = {}
         self._session: aiohttp.ClientSession | None = None
+        self._no_answer: tuple[type[BaseException], ...] = (asyncio.TimeoutError,)
         self._ready = asyncio.Lock()
 
     async def _prepare(self) -> None:
         """Let the openai client build one request, and keep its URL and headers."""
+        import aiohttp
+        import httpx2
+        import openai
+
         captured: list[httpx2.Request] = []
 
         def capture(request: httpx2.Request) -> httpx2.Response:
@@ -112,7 +120,7 @@ class DirectTransport:
             return httpx2.Response(200, json={})
 
         client = openai.AsyncOpenAI(
-            base_url=self._base_url, api_key=self._api_key, max_retries=0, timeout=self._timeout.total,
+            base_url=self._base_url, api_key=self._api_key, max_retries=0, timeout=self._timeout_s,
             http_client=openai.DefaultAsyncHttpxClient(transport=httpx2.MockTransport(capture)),
         )
         async with client:
@@ -123,8 +131,10 @@ class DirectTransport:
         self._proxy = _environment_proxy(self._url)
         # No cookie jar: an API client has no use for one, and aiohttp's filters every request.
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0), cookie_jar=aiohttp.DummyCookieJar(), timeout=self._timeout
+            connector=aiohttp.TCPConnector(limit=0), cookie_jar=aiohttp.DummyCookieJar(),
+            timeout=aiohttp.ClientTimeout(total=self._timeout_s),
         )
+        self._no_answer = (aiohttp.ClientError, asyncio.TimeoutError)
 
     async def open(self) -> None:
         if self._session is None:
@@ -140,7 +150,7 @@ class DirectTransport:
                                           proxy=self._proxy) as response:
                 data = await response.read()
                 status, response_headers = response.status, response.headers
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except self._no_answer as exc:
             raise NoAnswer(f"{type(exc).__name__}: {exc}"[:300]) from None
         if status >= 300:
             return Reply(status, problem=http_problem(status, _json_or_text(data)), retry_after_s=retry_after(response_headers))

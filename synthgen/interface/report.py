@@ -1,18 +1,17 @@
-"""The run report: one self-contained HTML page (plots embedded as PNG, also written beside it)
+"""The run report: one self-contained HTML page (plots inline as SVG, also written beside it)
 that shows people what a run produced: the acceptance funnel, rejects by reason, lengths and
 tokens, teacher cost per step, throughput over time, contamination hits and sample records."""
 
 from __future__ import annotations
 
-import base64
 import collections
 import html
-import io
 import json
 import re
 import textwrap
 from pathlib import Path
 
+from synthgen.interface import charts
 from synthgen.storage.layout import MANIFEST
 from synthgen.storage.query import connect, summarize
 
@@ -21,10 +20,7 @@ SECTIONS = ("overview", "funnel", "rejects", "lengths", "teachers", "throughput"
 
 
 def write_report(out: Path) -> Path:
-    """Write OUT/report/index.html (+ PNGs) for the run in `out`; return the page's path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+    """Write OUT/report/index.html (+ each plot as an SVG file) for the run in `out`; return the page's path."""
     con = connect(out)
     summary = summarize(con)
     manifest = json.loads((out / MANIFEST).read_text()) if (out / MANIFEST).exists() else {}
@@ -54,18 +50,10 @@ class _Page:
     def section(self, anchor: str, title: str, body: str) -> None:
         self.parts.append(f'<section id="{anchor}"><h2>{html.escape(title)}</h2>{body}</section>')
 
-    def plot(self, name: str, draw) -> str:
-        import matplotlib.pyplot as plt
-
-        figure, axes = plt.subplots(figsize=(7, 3.2), dpi=100)
-        draw(axes)
-        figure.tight_layout()
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format="png")
-        plt.close(figure)
-        (self.folder / f"{name}.png").write_bytes(buffer.getvalue())
-        encoded = base64.b64encode(buffer.getvalue()).decode()
-        return f'<img alt="{html.escape(name)}" src="data:image/png;base64,{encoded}">'
+    def plot(self, name: str, svg: str) -> str:
+        """The plot inline (the page is one file to pass around), and beside it as NAME.svg."""
+        (self.folder / f"{name}.svg").write_text(svg)
+        return f'<figure id="plot-{html.escape(name)}">{svg}</figure>'
 
     def render(self, title: str) -> str:
         style = ("body{font-family:sans-serif;max-width:980px;margin:2em auto;color:#222}"
@@ -110,7 +98,7 @@ def _funnel(page: _Page, con, steps: list[str], summary: dict) -> str:
         rows.append([stage, by_stage[stage], remaining])
         labels.append(f"after {stage}")
         values.append(remaining)
-    image = page.plot("funnel", lambda ax: (ax.barh(labels[::-1], values[::-1], color="#4a7"), ax.set_xlabel("samples")))
+    image = page.plot("funnel", charts.bars(labels, values, "samples", label_width=160))
     validators = _table(["validator", "checked", "passed", "pass rate"],
                         [[v["validator"], v["checked"], v["passed"], f"{v['pass_rate']:.1%}"] for v in summary["validators"]])
     return image + _table(["stage", "rejected here", "still in"], rows) + "<h3>Validators</h3>" + validators
@@ -132,11 +120,10 @@ def _rejects(page: _Page, summary: dict) -> str:
     page_image = ""
     if classes:
         top = classes.most_common(10)
-        labels = [textwrap.shorten(label, 90, placeholder="…") for label, _ in top]
+        # Two lines of the chart's labels; classes that shorten alike keep apart by their rank.
+        labels = [textwrap.shorten(label, 100, placeholder="…") for label, _ in top]
         labels = [f"{label} ({n})" if labels.count(label) > 1 else label for n, label in enumerate(labels)]
-        page_image = page.plot("rejects", lambda ax: (
-            ax.barh(["\n".join(textwrap.wrap(label, 45)) for label in labels][::-1], [n for _, n in top][::-1], color="#c66"),
-            ax.set_xlabel("samples")))
+        page_image = page.plot("rejects", charts.bars(labels, [n for _, n in top], "samples", color="#c66"))
     return page_image + _table(["count", "stage", "reason"], [[r["count"], r["stage"], r["reason"]] for r in rows])
 
 
@@ -149,8 +136,8 @@ def _lengths(page: _Page, con) -> str:
     chars = [r[1] or 0 for r in rows]
     if not rows:
         return "<p>no accepted records</p>"
-    image = page.plot("lengths", lambda ax: (ax.hist(tokens, bins=min(30, max(5, len(tokens))), color="#47a"),
-                                             ax.set_xlabel("teacher tokens per accepted record"), ax.set_ylabel("records")))
+    image = page.plot("lengths", charts.histogram(tokens, min(30, max(5, len(tokens))),
+                                                  "teacher tokens per accepted record", "records"))
     stats = [["teacher tokens per record", min(tokens), sorted(tokens)[len(tokens) // 2], max(tokens)],
              ["characters of messages per record", min(chars), sorted(chars)[len(chars) // 2], max(chars)]]
     return image + _table(["", "min", "median", "max"], stats)
@@ -167,22 +154,20 @@ def _teachers(summary: dict) -> str:
 
 
 def _throughput(page: _Page, con) -> str:
-    """Samples settled over the run, in as many bins as make sense: a one-minute run gets seconds."""
+    """Samples settled over the run, cumulative, at the moments they settled (at most 400 points,
+    so a one-second run and a one-day run both draw as a curve)."""
     times = [r[0] for r in con.execute(
         "SELECT epoch_ms(created_at) / 1000.0 FROM (SELECT created_at FROM data UNION ALL SELECT created_at FROM rejects) ORDER BY 1"
     ).fetchall()]
     if not times:
         return "<p>nothing settled</p>"
-    span = max(times[-1] - times[0], 1.0)
-    width = next(w for w in (1, 5, 10, 30, 60, 300, 600, 1800, 3600, 86400) if span / w <= 40 or w == 86400)
-    counts = collections.Counter(int((t - times[0]) // width) for t in times)
-    bins = list(range(max(counts) + 1))
-    unit, scale = ("minutes", 60) if span > 600 else ("seconds", 1)
-    image = page.plot("throughput", lambda ax: (
-        ax.step([b * width / scale for b in bins], [sum(counts[i] for i in range(b + 1)) for b in bins], where="post", color="#a74"),
-        ax.set_xlabel(f"{unit} into the run"), ax.set_ylabel("samples settled (cumulative)")))
-    rate = len(times) / span
-    return image + _table(["samples settled", "span s", "per second", "bin s"], [[len(times), round(span, 1), round(rate, 2), width]])
+    span = max(times[-1] - times[0], 0.001)
+    unit, scale = ("hours", 3600) if span > 7200 else ("minutes", 60) if span > 600 else ("seconds", 1)
+    every = max(1, len(times) // 400)
+    picked = [*range(0, len(times), every), len(times) - 1]
+    image = page.plot("throughput", charts.steps([(times[i] - times[0]) / scale for i in picked], [i + 1 for i in picked],
+                                                 f"{unit} into the run", "samples settled (cumulative)"))
+    return image + _table(["samples settled", "span s", "per second"], [[len(times), round(span, 1), round(len(times) / span, 2)]])
 
 
 def _contamination(summary: dict) -> str:
