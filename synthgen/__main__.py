@@ -1,5 +1,3 @@
-import sys
+from synthgen.interface.cli import entry
 
-from synthgen.interface.cli import main
-
-sys.exit(main())
+entry()
