@@ -224,3 +224,10 @@ def test_kill_9_between_submit_and_completion_then_resume_sends_nothing_twice(tm
     assert submitted <= set(ids)
     assert api.lines_answered == len(ids)
     _assert_exactly_once(out)
+
+
+def test_an_endpoint_without_a_batch_api_is_a_clear_error_before_any_work(teacher, tmp_path):
+    run = synthgen_cli("run", str(_batch_workflow(tmp_path, teacher.url)), "--out", str(tmp_path / "out"))
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert f"serves no Batch API (tried GET {teacher.url}/batches?limit=1: HTTP 404)" in run.stderr
+    assert teacher.total_requests == 0

@@ -298,19 +298,31 @@ def first_choice(response: object) -> tuple[dict, str | None]:
 
 
 def probe(name: str, config: Teacher, api_key: str | None, timeout_s: float = 10.0) -> None:
-    """Fail before any work starts when a teacher cannot be reached; say the URL and what was tried.
-    Any HTTP answer counts as reachable (some endpoints have no /models)."""
-    url = config.base_url.rstrip("/") + "/models"
+    """Fail before any work starts when a teacher cannot be reached (or, in batch mode, serves no
+    Batch API); say the URL and what was tried. For chat, any HTTP answer counts as reachable
+    (some endpoints have no /models)."""
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    url = config.base_url.rstrip("/") + "/models"
+    status = _get_status(name, config, url, headers, timeout_s)
+    if config.mode == "batch":
+        url = config.base_url.rstrip("/") + "/batches?limit=1"
+        status = _get_status(name, config, url, headers, timeout_s)
+        if status != 200:
+            raise UserError(f"teacher '{name}' at {config.base_url} serves no Batch API (tried GET {url}: HTTP {status}); "
+                            "use mode: online for it")
+
+
+def _get_status(name: str, config: Teacher, url: str, headers: dict[str, str], timeout_s: float) -> int:
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout_s):
-            return
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout_s) as response:
+            return response.status
     except urllib.error.HTTPError as exc:
         if exc.code in (401, 403):
             raise UserError(
                 f"teacher '{name}' at {config.base_url} refused the API key from ${config.api_key_env} "
                 f"(GET {url}: HTTP {exc.code})"
             ) from None
+        return exc.code
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
         raise UserError(f"teacher '{name}' unreachable at {config.base_url}: tried GET {url}: {reason}") from None
