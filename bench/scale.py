@@ -1,0 +1,119 @@
+"""How a run grows with its seeds: one-request seeds against a fast scripted endpoint, each size a
+fresh `synthgen run` (its own local Ray instance), reporting wall time, requests/s, the driver's
+peak RSS, the largest worker's and the peak of all the run's processes together (driver, Ray's
+own processes and workers; sampled every 0.2 s).
+
+    python bench/scale.py                          # 10k and 100k seeds
+    python bench/scale.py --sizes 20000,1000000    # the issue's comparison (1M takes minutes)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+def rss_mb(pid: int) -> float:
+    try:
+        return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE_KB / 1024
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def run_processes(driver: int, marker: str) -> dict[int, str]:
+    """The driver and every process started under this run's RAY_TMPDIR (Ray rewrites its
+    workers' command lines, not their environment)."""
+    found = {driver: "driver"}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == driver:
+            continue
+        try:
+            if marker.encode() not in (entry / "environ").read_bytes():
+                continue
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        found[int(entry.name)] = "worker" if "MapWorker" in command or "default_worker" in command else "ray"
+    return found
+
+
+class Sampler(threading.Thread):
+    def __init__(self, driver: int, marker: str):
+        super().__init__(daemon=True)
+        self.driver, self.marker = driver, marker
+        self.peak_driver = self.peak_worker = self.peak_all = 0.0
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(0.2):
+            processes = run_processes(self.driver, self.marker)
+            sizes = {pid: rss_mb(pid) for pid in processes}
+            self.peak_driver = max(self.peak_driver, sizes.get(self.driver, 0.0))
+            workers = [size for pid, size in sizes.items() if processes[pid] == "worker"]
+            self.peak_worker = max([self.peak_worker, *workers])
+            self.peak_all = max(self.peak_all, sum(sizes.values()))
+
+
+def one_size(seeds: int, url: str, work: Path) -> dict:
+    source = work / f"seeds-{seeds}.jsonl"
+    with source.open("w") as handle:
+        for i in range(seeds):
+            handle.write(json.dumps({"text": f"Scale prompt number {i} about a topic."}) + "\n")
+    workflow = work / "scale.yaml"
+    workflow.write_text(f"""name: scale
+seeds: {{path: {source}, kind: text, min_chars: 10}}
+teacher: {{base_url: "{url}", model: fake, max_in_flight: 256, max_tokens: 16, timeout_s: 60}}
+steps:
+  - id: answer
+    prompt: "{{{{ seed.text }}}}"
+messages:
+  - {{role: user, content: "{{{{ seed.text }}}}"}}
+  - {{role: assistant, content: "{{{{ answer }}}}"}}
+output: {{shard_rows: 50000}}
+""")
+    ray_dir = work / f"ray-{seeds}"
+    env = {**os.environ, "RAY_TMPDIR": str(ray_dir)}  # a fresh instance, never a kept one
+    started = time.monotonic()
+    process = subprocess.Popen([sys.executable, "-m", "synthgen", "run", str(workflow), "--out", str(work / f"out-{seeds}")],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    sampler = Sampler(process.pid, f"RAY_TMPDIR={ray_dir}\0")
+    sampler.start()
+    stdout, stderr = process.communicate()
+    wall = time.monotonic() - started
+    sampler.done.set()
+    sampler.join()
+    if process.returncode != 0:
+        raise SystemExit(f"run of {seeds} seeds failed:\n{stderr[-2000:]}")
+    return {"seeds": seeds, "wall_s": round(wall, 1), "req_per_s": round(seeds / wall, 1),
+            "driver_peak_mb": round(sampler.peak_driver), "worker_peak_mb": round(sampler.peak_worker),
+            "all_peak_mb": round(sampler.peak_all)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="10000,100000")
+    args = parser.parse_args()
+    server = subprocess.Popen([sys.executable, "-m", "synthgen.scripted_teacher"], stdout=subprocess.PIPE, text=True)
+    url = server.stdout.readline().strip()
+    try:
+        with tempfile.TemporaryDirectory(prefix="sg-scale-") as tmp:
+            print(f"{'seeds':>9} {'wall s':>8} {'req/s':>8} {'driver MB':>10} {'worker MB':>10} {'all MB':>8}")
+            for size in (int(v) for v in args.sizes.split(",")):
+                r = one_size(size, url, Path(tmp))
+                print(f"{r['seeds']:>9} {r['wall_s']:>8} {r['req_per_s']:>8} {r['driver_peak_mb']:>10} "
+                      f"{r['worker_peak_mb']:>10} {r['all_peak_mb']:>8}", flush=True)
+    finally:
+        server.terminate()
+
+
+if __name__ == "__main__":
+    main()
