@@ -131,7 +131,18 @@ def test_cache_answers_the_exact_same_request_only(teacher, tmp_path):
     assert again.cache_hit and teacher.total_requests == 1
     _chat(_client(teacher, cache=ResponseCache(tmp_path), temperature=0.7))
     assert teacher.total_requests == 2, "other sampling parameters are another request"
-    assert "api_key" not in (tmp_path / next(p.name for p in tmp_path.iterdir())).read_text()
+    entries = sorted(tmp_path.rglob("*.json"))
+    assert len(entries) == 2 and not list(tmp_path.rglob("*.tmp"))
+    assert all("api_key" not in entry.read_text() and "sk-" not in entry.read_text() for entry in entries)
+
+
+def test_an_unreadable_cache_entry_is_asked_again_not_a_failure(teacher, tmp_path):
+    _chat(_client(teacher, cache=ResponseCache(tmp_path)))
+    [entry] = tmp_path.rglob("*.json")
+    entry.write_text('{"text": "torn')
+    again = _chat(_client(teacher, cache=ResponseCache(tmp_path)))
+    assert not again.cache_hit and teacher.total_requests == 2
+    assert _chat(_client(teacher, cache=ResponseCache(tmp_path))).cache_hit
 
 
 def _workflow(teacher, **step) -> Workflow:

@@ -1,15 +1,16 @@
-"""Teacher response cache: append-only JSONL segments, one per writer process.
+"""Teacher response cache: a store with one file per request key, `CACHE/ab/cd/<key>.json`.
 
-One writer per segment means no locking across processes or nodes; a process killed mid-write
-leaves at most a torn last line, which loading skips. Every process reads all segments, so a
-resumed run finds the answers of requests that finished before the crash."""
+A lookup opens one file, so no process ever loads the cache (a million answers cost each worker
+nothing). An answer is written to a temporary name and renamed into place: a process killed
+mid-write leaves a stray temporary file, never a torn answer, and two processes answering the
+same request leave one whole answer. One file per key is also what object stores serve natively.
+The key hash spreads files over 65,536 folders, a few per folder even at millions of answers."""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
-import uuid
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -19,36 +20,27 @@ class ResponseCache:
     def __init__(self, directory: str | Path):
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._entries: dict[str, dict] = {}
-        for segment in sorted(self.directory.glob("seg-*.jsonl")):
-            self._load(segment)
-        self._segment = self.directory / f"seg-{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl"
-        self._handle = None
+        self._folders: set[str] = set()  # fan-out folders known to exist
 
-    def _load(self, segment: Path) -> None:
-        with segment.open(encoding="utf-8") as handle:
-            for line in handle:
-                try:
-                    entry = json.loads(line)
-                    self._entries[entry["key"]] = entry["response"]
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    log.debug("torn cache line in %s skipped", segment)
-
-    def __len__(self) -> int:
-        return len(self._entries)
+    def _path(self, key: str) -> Path:
+        return self.directory / key[:2] / key[2:4] / f"{key}.json"
 
     def get(self, key: str) -> dict | None:
-        return self._entries.get(key)
+        try:
+            with open(self._path(key), encoding="utf-8") as handle:
+                return json.load(handle)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:  # unreadable: ask again rather than fail the seed
+            log.warning("cache entry %s unreadable (%s): asking the teacher again", key[:16], exc)
+            return None
 
     def put(self, key: str, response: dict) -> None:
-        self._entries[key] = response
-        if self._handle is None:
-            self._handle = self._segment.open("a", encoding="utf-8")
-        # One write call per line so that a kill can tear only the line being written.
-        self._handle.write(json.dumps({"key": key, "response": response}, ensure_ascii=False) + "\n")
-        self._handle.flush()
-
-    def close(self) -> None:
-        if self._handle is not None:
-            self._handle.close()
-            self._handle = None
+        path = self._path(key)
+        folder = key[:4]
+        if folder not in self._folders:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._folders.add(folder)
+        temp = path.with_name(f"{key}.{os.getpid()}.tmp")
+        temp.write_text(json.dumps(response, ensure_ascii=False), encoding="utf-8")
+        os.replace(temp, path)

@@ -37,6 +37,7 @@ from synthgen.storage.layout import CACHE, MANIFEST, commit_markers
 from synthgen.storage.query import connect, summarize
 
 log = logging.getLogger("synthgen")
+PIPELINE_ROUNDS = 3
 
 
 @dataclass
@@ -75,7 +76,7 @@ def run(workflow: WorkflowBase, *, seed_set: SeedSet | None = None, address: str
                 probe(name, teacher, api_keys.get(name))
             prepare_validators(workflow)
             stack.enter_context(ray_session(address))
-            _stream(workflow, pending, api_keys, writer, out, report, progress_interval_s)
+            _stream_until_settled(workflow, pending, api_keys, writer, out, report, progress_interval_s)
     report.elapsed_s = time.monotonic() - started
     report.summary = summarize(connect(out))
     _add_costs(report.summary, workflow)
@@ -128,7 +129,23 @@ def _sigterm_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
-def _stream(workflow, pending, api_keys, writer: ShardWriter, out: Path, report: RunReport, interval_s: float) -> None:
+def _stream_until_settled(workflow, pending, api_keys, writer: ShardWriter, out: Path, report: RunReport,
+                          interval_s: float) -> None:
+    """Stream the pending seeds; when the pipeline fails (a worker process died: Ray Data stops
+    the whole dataset on a lost task, and actor restarts are off, see below), stream the seeds
+    it left unsettled again, as long as each round settles some."""
+    for round_number in range(PIPELINE_ROUNDS):
+        if not _stream(workflow, pending, api_keys, writer, out, report, interval_s):
+            return
+        left = [seed for seed in pending if seed.seed_id not in writer.committed_seeds]
+        if not left or len(left) == len(pending) or round_number == PIPELINE_ROUNDS - 1:
+            return
+        log.warning("%s; running the %d seeds it left again", report.message.split(";")[0], len(left))
+        report.status, report.message, pending = "done", "", left
+
+
+def _stream(workflow, pending, api_keys, writer: ShardWriter, out: Path, report: RunReport, interval_s: float) -> bool:
+    """Stream `pending` through the worker pool; True when the Ray pipeline itself failed."""
     import ray
 
     configure_ray_data()
@@ -148,8 +165,8 @@ def _stream(workflow, pending, api_keys, writer: ShardWriter, out: Path, report:
     tally = TallyActor.remote()
     shared_states = create_shared_states(workflow, out)
     dataset = ray.data.from_items(seed_rows(pending), override_num_blocks=batches)
-    # No actor restarts (a dead worker's seeds are run again all the same, tested): with them
-    # allowed, Ray logs an error line on every run, because Ray Data keeps every actor's
+    # No actor restarts (a dead worker's seeds are streamed again by `_stream_until_settled`,
+    # tested): with them allowed, Ray logs an error line on every run, because Ray Data keeps every actor's
     # constructor arguments in the object store (ray-project/ray#57733). `max_restarts=0` is the
     # switch Ray Data's own code documents; it goes through `**ray_remote_args`, deprecated since
     # Ray 2.60 with no named replacement yet, hence the filter (and the <2.64 pin).
@@ -178,7 +195,7 @@ def _stream(workflow, pending, api_keys, writer: ShardWriter, out: Path, report:
     blocks = iter(dataset.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=0))
     down_after_s = min(t.down_after_s for t in workflow.teachers.values())
     last_settled = time.monotonic()
-    exhausted = False
+    exhausted = pipeline_failed = False
     try:
         with _sigterm_as_interrupt(), LiveProgress(tally, progress, interval_s):
             for block in blocks:
@@ -210,14 +227,16 @@ def _stream(workflow, pending, api_keys, writer: ShardWriter, out: Path, report:
     except ray.exceptions.RayError as exc:
         report.status = "partial"
         report.message = f"the Ray pipeline failed ({str(exc).splitlines()[0][:300]}); committed work is kept, rerun to resume"
+        pipeline_failed = True
     finally:
         # Stop Ray Data's executor before Ray shuts down (same reason as above).
         blocks.close()
         if not exhausted:
             _join_stream_threads(threads_before)
         writer.commit()
-        report.processed = progress.done
+        report.processed += progress.done
         progress.log()
+    return pipeline_failed
 
 
 def _join_stream_threads(before: set[threading.Thread], timeout_s: float = 2.0) -> None:
