@@ -46,12 +46,15 @@ def two_node_cluster():
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-def test_run_with_address_uses_both_nodes(two_node_cluster, teacher, tmp_path):
+@pytest.mark.parametrize("joined_by", ["--address", "RAY_ADDRESS"])
+def test_run_on_a_cluster_uses_both_nodes(two_node_cluster, teacher, tmp_path, joined_by):
+    """`--address`, or RAY_ADDRESS: what `ray job submit -- synthgen run …` hands its entrypoint."""
     teacher.latency_s = 0.05
     workflow = workflow_yaml(tmp_path / "wf.yaml", seeds=SHIPPED_CODE_SEEDS, url=teacher.url)
     out = tmp_path / "out"
-    result = synthgen_cli("run", str(workflow), "--out", str(out), "--address", two_node_cluster,
-                          env={"RAY_AUTH_MODE": "disabled"})
+    how = ["--address", two_node_cluster] if joined_by == "--address" else []
+    env = {"RAY_AUTH_MODE": "disabled"} | ({"RAY_ADDRESS": two_node_cluster} if joined_by == "RAY_ADDRESS" else {})
+    result = synthgen_cli("run", str(workflow), "--out", str(out), *how, env=env)
     assert result.returncode == 0, result.stderr
     nodes = connect(out).execute("SELECT node, count(*) FROM data GROUP BY node").fetchall()
     assert len(nodes) == 2, f"work ran on {nodes}"

@@ -30,6 +30,10 @@ log = logging.getLogger(__name__)
 
 @contextlib.contextmanager
 def ray_session(address: str | None = None) -> Iterator[None]:
+    if address is None and os.environ.get("RAY_ADDRESS"):
+        # What `ray job submit -- synthgen run …` gives its entrypoint: the cluster to join.
+        address = os.environ["RAY_ADDRESS"]
+        log.info("joining the Ray cluster at %s (from RAY_ADDRESS)", address)
     if address is None:
         # A local instance listens on loopback only; a token file under $HOME would outlive us.
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
