@@ -96,7 +96,8 @@ class WorkflowWorker:
         return self._sandbox
 
     def _leases(self, name: str, config: Teacher) -> LeasedLimiter | None:
-        if self.limiter is None or not (config.requests_per_minute or config.tokens_per_minute):
+        # A provider's batch queue has limits of its own: rates apply to online requests.
+        if self.limiter is None or config.mode == "batch" or not (config.requests_per_minute or config.tokens_per_minute):
             return None
         return LeasedLimiter(self.limiter, name, config)
 
