@@ -227,9 +227,11 @@ class TeacherClient:
             if self.alive is not None and not self.alive():
                 raise TeacherUnavailable(f"{self.config.base_url}: request not sent, the run's driver is gone")
             delay = self._backoff(attempt)
+            # Opened first (its first time imports the HTTP libraries, ~0.5 s): a permit taken
+            # before it would be spent late, in a burst with every other request that waited.
+            await self._transport.open()
             if self.limiter is not None:
                 await self.limiter.acquire(estimate_tokens(body))
-            await self._transport.open()
             started = time.monotonic()
             try:
                 reply = await self._transport.post(body, attempt, url, key)
