@@ -46,7 +46,7 @@ def histogram(values: list[float], bins: int, xlabel: str, ylabel: str, color: s
 def steps(xs: list[float], ys: list[float], xlabel: str, ylabel: str, color: str = "#a74") -> str:
     """A step line: ys[i] holds from xs[i] until xs[i + 1]."""
     height = 320
-    x_scale = _scale(max(xs, default=0), WIDTH - _LEFT - _RIGHT)
+    x_scale = _scale(max(xs, default=0), WIDTH - _LEFT - _RIGHT, whole=False)
     y_scale = _scale(max(ys, default=0), height - _TOP - _BOTTOM)
     bottom = height - _BOTTOM
     points, previous = [], bottom
@@ -82,20 +82,21 @@ def _columns(edges: list[float], counts: list[int], xlabel: str, ylabel: str, co
 
 
 class _Scale:
-    def __init__(self, top: float, length: float):
+    def __init__(self, top: float, length: float, whole: bool):
         self.top = top
         self.factor = length / top
-        self.ticks = _ticks(0, top)
+        self.ticks = _ticks(0, top, whole=whole)
 
 
-def _scale(largest: float, length: float) -> _Scale:
-    """An axis from 0 to a round number at or above `largest`."""
-    ticks = _ticks(0, largest or 1)
-    return _Scale(max(ticks[-1], largest or 1), length)
+def _scale(largest: float, length: float, whole: bool = True) -> _Scale:
+    """An axis from 0 to a round number at or above `largest`; `whole`: counts, whole ticks."""
+    ticks = _ticks(0, largest or 1, whole=whole)
+    return _Scale(max(ticks[-1], largest or 1), length, whole)
 
 
-def _ticks(low: float, high: float, count: int = 5) -> list[float]:
+def _ticks(low: float, high: float, count: int = 5, whole: bool = False) -> list[float]:
     step = _round_step((high - low) / count if high > low else 1.0)
+    step = max(step, 1.0) if whole else step
     first = math.floor(low / step) * step
     ticks = [first + step * i for i in range(int(math.ceil((high - first) / step)) + 1)]
     return [t for t in ticks if t >= low - 1e-9]
