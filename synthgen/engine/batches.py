@@ -48,6 +48,7 @@ class _Batch:
     lines: dict[str, dict] = field(default_factory=dict)  # key -> body, while gathering
     keys: list[str] = field(default_factory=list)  # once sent (or recorded by an earlier run)
     batch_id: str | None = None
+    last_joined: float = 0.0  # when a request last joined it (monotonic)
     replies: dict[str, Reply] | None = None  # once finished
     task: asyncio.Task | None = None
 
@@ -95,8 +96,6 @@ class BatchTransport:
         self._client: openai.AsyncOpenAI | None = None
         self._batch_of: dict[str, _Batch] = {}  # key -> the batch that answers it (gathering, sent or recorded)
         self._gathering: dict[str, _Batch] = {}  # endpoint path -> the batch requests join
-        self._joined_at: dict[str, float] = {}
-        self.sent: list[_Batch] = []
 
     async def open(self) -> None:
         if self._client is not None:
@@ -135,14 +134,14 @@ class BatchTransport:
             batch = self._gathering[path] = _Batch(token=f"sg-{uuid.uuid4().hex}", path=path)
         batch.lines[key] = body
         self._batch_of[key] = batch
-        self._joined_at[batch.token] = time.monotonic()
+        batch.last_joined = time.monotonic()
         return batch
 
     async def _see_through(self, batch: _Batch) -> None:
         """Send the batch (once its requests stop coming), wait for it and read its answers."""
         assert self._client is not None
         if batch.lines:
-            while (quiet := time.monotonic() - self._joined_at[batch.token]) < self.options.collect_s \
+            while (quiet := time.monotonic() - batch.last_joined) < self.options.collect_s \
                     and len(batch.lines) < self.options.max_requests:
                 await asyncio.sleep(self.options.collect_s - quiet)
             if self._gathering.get(batch.path) is batch:
@@ -178,7 +177,6 @@ class BatchTransport:
             raise NoAnswer(f"batch upload: {type(exc).__name__}: {exc}"[:300]) from None
         batch.batch_id = created.id
         self.journal.write(batch.entry(self._base_url))
-        self.sent.append(batch)
         log.info("batch %s sent: %d requests to %s", created.id, len(batch.keys), batch.path)
 
     async def _find(self, token: str) -> str | None:
