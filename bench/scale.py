@@ -19,6 +19,8 @@ import threading
 import time
 from pathlib import Path
 
+from one_request import one_request_workflow
+
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 
 
@@ -68,18 +70,7 @@ def one_size(seeds: int, url: str, work: Path) -> dict:
     with source.open("w") as handle:
         for i in range(seeds):
             handle.write(json.dumps({"text": f"Scale prompt number {i} about a topic."}) + "\n")
-    workflow = work / "scale.yaml"
-    workflow.write_text(f"""name: scale
-seeds: {{path: {source}, kind: text, min_chars: 10}}
-teacher: {{base_url: "{url}", model: fake, max_in_flight: 256, max_tokens: 16, timeout_s: 60}}
-steps:
-  - id: answer
-    prompt: "{{{{ seed.text }}}}"
-messages:
-  - {{role: user, content: "{{{{ seed.text }}}}"}}
-  - {{role: assistant, content: "{{{{ answer }}}}"}}
-output: {{shard_rows: 50000}}
-""")
+    workflow = one_request_workflow(work / "scale.yaml", source, url, max_in_flight=256, max_tokens=16, shard_rows=50000)
     ray_dir = work / f"ray-{seeds}"
     env = {**os.environ, "RAY_TMPDIR": str(ray_dir)}  # a fresh instance, never a kept one
     started = time.monotonic()

@@ -23,6 +23,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from one_request import one_request_workflow
+
 LATENCY_S = 0.2
 WORKERS = 2
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -60,19 +62,8 @@ def one_run(requests: int, in_flight: int, work: Path, plain: bool = False, kept
                               stdout=subprocess.PIPE, text=True)
     url = server.stdout.readline().strip()
     per_worker = max(1, in_flight // WORKERS)
-    workflow = work / "bench.yaml"
-    workflow.write_text(f"""name: bench
-seeds: {{path: {seeds}, kind: text, min_chars: 10}}
-teacher: {{base_url: "{url}", model: fake, max_in_flight: {per_worker}, max_tokens: 64, timeout_s: 60}}
-steps:
-  - id: answer
-    prompt: "{{{{ seed.text }}}}"
-messages:
-  - {{role: user, content: "{{{{ seed.text }}}}"}}
-  - {{role: assistant, content: "{{{{ answer }}}}"}}
-output: {{shard_rows: 5000}}
-runtime: {{workers: {WORKERS}}}
-""")
+    workflow = one_request_workflow(work / "bench.yaml", seeds, url, max_in_flight=per_worker, max_tokens=64,
+                                    shard_rows=5000, workers=WORKERS)
     out = work / f"out-{requests}-{in_flight}"
     command = [sys.executable, "-c", PLAIN_LOOP, url, str(requests), str(in_flight)] if plain else \
         [sys.executable, "-m", "synthgen", "run", str(workflow), "--out", str(out)]
