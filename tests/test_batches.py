@@ -54,6 +54,23 @@ def _all_custom_ids(api: ScriptedBatchAPI) -> list[str]:
     return [custom_id for batch in api.created for custom_id in batch.custom_ids]
 
 
+def _abandon_in_progress(api: ScriptedBatchAPI, client: TeacherClient, prompts: list[str]) -> None:
+    """Ask, and let the client die (cancelled, closed) once its batch is created and held in progress."""
+    api.hold = True
+    before = len(api.created)
+
+    async def abandon():
+        asking = asyncio.gather(*(client.chat([{"role": "user", "content": p}]) for p in prompts))
+        while len(api.created) == before:
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.1)
+        asking.cancel()
+        await asyncio.gather(asking, return_exceptions=True)
+        await client.close()
+
+    asyncio.run(abandon())
+
+
 def test_requests_asked_together_go_in_one_batch_and_are_cached(batch_api, tmp_path):
     prompts = [f"question {i}" for i in range(5)]
     answers = _ask(_client(batch_api, tmp_path), prompts)
@@ -84,19 +101,7 @@ def test_candidates_with_the_same_prompt_are_separate_lines(batch_api, tmp_path)
 
 
 def test_a_restarted_client_waits_for_the_recorded_batch_instead_of_sending_again(batch_api, tmp_path):
-    batch_api.hold = True
-    first = _client(batch_api, tmp_path)
-
-    async def abandon():  # the process dies while its batch is in progress
-        asking = asyncio.gather(*(first.chat([{"role": "user", "content": f"q{i}"}]) for i in range(4)))
-        while not batch_api.created:
-            await asyncio.sleep(0.02)
-        await asyncio.sleep(0.1)
-        asking.cancel()
-        await asyncio.gather(asking, return_exceptions=True)
-        await first.close()
-
-    asyncio.run(abandon())
+    _abandon_in_progress(batch_api, _client(batch_api, tmp_path), [f"q{i}" for i in range(4)])
     assert len(batch_api.created) == 1
     batch_api.hold = False
     answers = _ask(_client(batch_api, tmp_path), [f"q{i}" for i in range(4)])
@@ -108,19 +113,7 @@ def test_a_batch_whose_id_was_never_recorded_is_found_by_its_token(batch_api, tm
     """Killed between the batch's creation and writing its id: the token in the batch's metadata
     finds it among the provider's batches (listed in pages)."""
     _ask(_client(batch_api, tmp_path / "other"), [f"filler {i}" for i in range(3)])  # another batch, listed first
-    batch_api.hold = True
-    first = _client(batch_api, tmp_path / "run")
-
-    async def abandon():
-        asking = asyncio.gather(*(first.chat([{"role": "user", "content": f"q{i}"}]) for i in range(3)))
-        while len(batch_api.created) < 2:
-            await asyncio.sleep(0.02)
-        await asyncio.sleep(0.1)
-        asking.cancel()
-        await asyncio.gather(asking, return_exceptions=True)
-        await first.close()
-
-    asyncio.run(abandon())
+    _abandon_in_progress(batch_api, _client(batch_api, tmp_path / "run"), [f"q{i}" for i in range(3)])
     [record] = (tmp_path / "run" / "batches").glob("*.json")
     entry = json.loads(record.read_text())
     assert entry["batch_id"] and entry["keys"]
