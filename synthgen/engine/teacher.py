@@ -304,8 +304,7 @@ def probe(name: str, config: Teacher, api_key: str | None, timeout_s: float = 10
     Batch API); say the URL and what was tried. For chat, any HTTP answer counts as reachable
     (some endpoints have no /models)."""
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    url = config.base_url.rstrip("/") + "/models"
-    status = _get_status(name, config, url, headers, timeout_s)
+    _get_status(name, config, config.base_url.rstrip("/") + "/models", headers, timeout_s)
     if config.mode == "batch":
         url = config.base_url.rstrip("/") + "/batches?limit=1"
         status = _get_status(name, config, url, headers, timeout_s)

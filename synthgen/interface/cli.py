@@ -72,7 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     mix.add_argument("recipe", help="mixture recipe YAML")
     mix.add_argument("--out", required=True, help="output folder for the shards and manifest.json")
 
-    report = commands.add_parser("report", help="write the HTML report (and PNG plots) of a run")
+    report = commands.add_parser("report", help="write the HTML report (and SVG plots) of a run")
     report.add_argument("dir", help="a run's output directory")
 
     ray_command = commands.add_parser("ray", help="a local Ray instance kept running, which every run on this machine joins")
