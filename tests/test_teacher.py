@@ -12,7 +12,7 @@ import pytest
 from synthgen.config.workflow import Message, SeedSource, Teacher
 from synthgen.engine.registry import Workflow
 from synthgen.engine.steps.generate import GenerateStep
-from synthgen.engine.cache import ResponseCache
+from synthgen.engine.cache import STAGING, ResponseCache, discard_staged
 from synthgen.engine.gate import AdaptiveGate
 from synthgen.engine.teacher import TeacherClient, TeacherRefused, TeacherUnavailable
 from synthgen.engine.workflow import WorkflowRunner
@@ -143,6 +143,20 @@ def test_an_unreadable_cache_entry_is_asked_again_not_a_failure(teacher, tmp_pat
     again = _chat(_client(teacher, cache=ResponseCache(tmp_path)))
     assert not again.cache_hit and teacher.total_requests == 2
     assert _chat(_client(teacher, cache=ResponseCache(tmp_path))).cache_hit
+
+
+def test_partial_writes_stay_out_of_the_cache_until_cleared(teacher, tmp_path):
+    cache = ResponseCache(tmp_path)
+    _chat(_client(teacher, cache=cache))
+    [entry] = tmp_path.rglob("*.json")
+    # What a writer killed mid-write leaves: a partial file in the staging folder, not at the key.
+    partial = tmp_path / STAGING / f"{entry.name}.4242.tmp"
+    partial.write_text('{"text": "tor')
+    assert _chat(_client(teacher, cache=ResponseCache(tmp_path))).cache_hit
+    discard_staged(tmp_path)
+    assert not list(tmp_path.rglob("*.tmp")) and entry.exists()
+    _chat(_client(teacher, cache=cache, temperature=0.3))  # the cache still writes after a clear
+    assert len(list(tmp_path.rglob("*.json"))) == 2
 
 
 def _workflow(teacher, **step) -> Workflow:

@@ -17,14 +17,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import random
 import time
 import urllib.parse
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from synthgen.config.workflow import BatchOptions
@@ -32,6 +30,8 @@ from synthgen.engine.transport import CHAT_PATH, NoAnswer, Reply, http_problem
 
 if TYPE_CHECKING:
     import openai
+
+    from synthgen.engine.cache import ResponseCache
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -58,20 +58,18 @@ class _Batch:
 
 
 class BatchJournal:
-    """The batches a run submitted: one JSON file per batch, replaced atomically."""
+    """The batches a run submitted, recorded beside the response cache (a resumed run waits for
+    them): one JSON file per batch, replaced whole."""
 
-    def __init__(self, directory: Path | None):
-        self.directory = directory
-        if directory is not None:
-            directory.mkdir(parents=True, exist_ok=True)
+    def __init__(self, cache: ResponseCache | None):
+        self._cache = cache
+        self.directory = cache.directory / "batches" if cache is not None else None
+        if self.directory is not None:
+            self.directory.mkdir(parents=True, exist_ok=True)
 
     def write(self, entry: dict) -> None:
-        if self.directory is None:
-            return
-        target = self.directory / f"{entry['token']}.json"
-        temp = target.with_suffix(f".{os.getpid()}.tmp")
-        temp.write_text(json.dumps(entry))
-        os.replace(temp, target)
+        if self._cache is not None:
+            self._cache.write_file(self.directory / f"{entry['token']}.json", json.dumps(entry))
 
     def entries(self) -> list[dict]:
         """Oldest first, so that a request sent again maps to its latest batch."""
@@ -87,12 +85,13 @@ class BatchJournal:
 
 
 class BatchTransport:
-    def __init__(self, base_url: str, api_key: str, timeout_s: float, options: BatchOptions, journal_dir: Path | None):
+    def __init__(self, base_url: str, api_key: str, timeout_s: float, options: BatchOptions,
+                 cache: ResponseCache | None):
         self._base_url = base_url.rstrip("/")
         self._api_key = api_key
         self._timeout_s = timeout_s
         self.options = options
-        self.journal = BatchJournal(journal_dir)
+        self.journal = BatchJournal(cache)
         self._client: openai.AsyncOpenAI | None = None
         self._batch_of: dict[str, _Batch] = {}  # key -> the batch that answers it (gathering, sent or recorded)
         self._gathering: dict[str, _Batch] = {}  # endpoint path -> the batch requests join

@@ -121,9 +121,7 @@ class TeacherClient:
         self._direct = open_transport(config.transport, config.base_url, api_key or NO_KEY, config.timeout_s)
         self._transport: Transport = self._direct
         if config.mode == "batch":
-            # Batches sent are recorded beside the cache: a resumed run waits for them.
-            journal = cache.directory / "batches" if cache is not None else None
-            self._transport = BatchTransport(config.base_url, api_key or NO_KEY, config.timeout_s, config.batch, journal)
+            self._transport = BatchTransport(config.base_url, api_key or NO_KEY, config.timeout_s, config.batch, cache)
 
     async def chat(
         self,

@@ -21,6 +21,7 @@ from pathlib import Path
 from synthgen.config.base import EMBEDDED
 from synthgen.config.errors import UserError
 from synthgen.config.workflow import WorkflowBase
+from synthgen.engine.cache import discard_staged
 from synthgen.engine.embedded_teacher import EmbeddedTeacher
 from synthgen.engine.registry import prepare_validators
 from synthgen.engine.teacher import probe
@@ -77,6 +78,7 @@ def run(workflow: WorkflowBase, *, seed_set: SeedSet | None = None, address: str
             prepare_validators(workflow)
             stack.enter_context(ray_session(address))
             _stream_until_settled(workflow, pending, api_keys, writer, out, report, progress_interval_s)
+            discard_staged(out / CACHE)  # writes of workers killed mid-run; the pool is gone now
     report.elapsed_s = time.monotonic() - started
     report.summary = summarize(connect(out))
     _add_costs(report.summary, workflow)
