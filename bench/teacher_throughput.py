@@ -7,7 +7,7 @@ and the CPU time synthgen spent per request (machine CPU during the run minus th
 
     python bench/teacher_throughput.py                      # 2,000 and 20,000 requests at 64/256/1024
     python bench/teacher_throughput.py --requests 2000 --in-flight 256
-    python bench/teacher_throughput.py --baseline           # also a plain AsyncOpenAI + semaphore loop
+    python bench/teacher_throughput.py --baseline           # also a plain AsyncOpenAI loop and a bare HTTP loop
     python bench/teacher_throughput.py --kept               # runs join a local Ray kept by `synthgen ray start`
 """
 
@@ -41,6 +41,21 @@ async def main(url, requests, in_flight):
     await asyncio.gather(*(one(i) for i in range(requests)))
 asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])))
 """
+# The ceiling of a Python client on this machine: raw aiohttp posts, no types, nothing kept.
+BARE_LOOP = """
+import asyncio, sys, aiohttp
+async def main(url, requests, in_flight):
+    gate = asyncio.Semaphore(in_flight)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        async def one(i):
+            async with gate:
+                async with session.post(url + "/chat/completions", json={"model": "fake", "max_tokens": 64, "messages": [
+                        {"role": "user", "content": f"Benchmark prompt number {i} about a topic."}]}) as response:
+                    await response.json()
+        await asyncio.gather(*(one(i) for i in range(requests)))
+asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])))
+"""
+BASELINES = {"plain loop": PLAIN_LOOP, "bare http": BARE_LOOP}
 
 
 def busy_ticks() -> int:
@@ -53,7 +68,7 @@ def process_ticks(pid: int) -> int:
     return int(fields[11]) + int(fields[12])  # utime + stime
 
 
-def one_run(requests: int, in_flight: int, work: Path, plain: bool = False, kept: bool = False) -> dict | None:
+def one_run(requests: int, in_flight: int, work: Path, baseline: str | None = None, kept: bool = False) -> dict | None:
     seeds = work / f"seeds-{requests}.jsonl"
     if not seeds.exists():
         seeds.write_text("".join(json.dumps({"text": f"Benchmark prompt number {i} about a topic."}) + "\n"
@@ -65,7 +80,7 @@ def one_run(requests: int, in_flight: int, work: Path, plain: bool = False, kept
     workflow = one_request_workflow(work / "bench.yaml", seeds, url, max_in_flight=per_worker, max_tokens=64,
                                     shard_rows=5000, workers=WORKERS)
     out = work / f"out-{requests}-{in_flight}"
-    command = [sys.executable, "-c", PLAIN_LOOP, url, str(requests), str(in_flight)] if plain else \
+    command = [sys.executable, "-c", BASELINES[baseline], url, str(requests), str(in_flight)] if baseline else \
         [sys.executable, "-m", "synthgen", "run", str(workflow), "--out", str(out)]
     busy_before, server_before = busy_ticks(), process_ticks(server.pid)
     started = time.monotonic()
@@ -77,18 +92,19 @@ def one_run(requests: int, in_flight: int, work: Path, plain: bool = False, kept
     server.terminate()
     server.wait()
     if result.returncode != 0:
-        if not plain:
+        if not baseline:
             raise SystemExit(f"run failed: {result.stderr[-2000:]}")
-        # The plain loop has no retries: at high concurrency it can fail where synthgen does not.
-        print(f"plain loop failed at {requests} requests, {in_flight} in flight: {result.stderr.strip().splitlines()[-1]}")
+        # The loops have no retries: at high concurrency they can fail where synthgen does not.
+        print(f"{baseline} failed at {requests} requests, {in_flight} in flight: {result.stderr.strip().splitlines()[-1]}")
         return None
     ideal = in_flight / LATENCY_S
     rate = stats["requests"] / stats["window_s"] if stats["window_s"] else 0.0
     return {
-        "client": "plain loop" if plain else "synthgen+kept" if kept else "synthgen",
+        "client": baseline or ("synthgen+kept" if kept else "synthgen"),
         "requests": stats["requests"],
         "in_flight": in_flight,
         "server_max_in_flight": stats["max_in_flight"],
+        "in_flight_profile": stats["in_flight_profile"],
         "req_per_s": round(rate, 1),
         "ideal_req_per_s": round(ideal, 1),
         "of_ideal": round(rate / ideal, 3),
@@ -103,7 +119,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", default="2000,20000")
     parser.add_argument("--in-flight", default="64,256,1024")
-    parser.add_argument("--baseline", action="store_true", help="also run a plain AsyncOpenAI + semaphore loop")
+    parser.add_argument("--baseline", action="store_true", help="also run a plain AsyncOpenAI loop and a bare aiohttp loop, each behind a semaphore")
     parser.add_argument("--kept", action="store_true", help="synthgen runs join a local Ray instance kept running (`synthgen ray start`)")
     args = parser.parse_args()
     if args.kept:
@@ -119,7 +135,7 @@ def measure(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="sg-bench-") as tmp:
         work = Path(tmp)
         print(f"fake endpoint latency {LATENCY_S * 1000:.0f} ms, {WORKERS} Ray workers, {os.cpu_count()} cores")
-        header = f"{'client':>10} {'requests':>8} {'in-flight':>9} {'req/s':>8} {'ideal':>7} {'of ideal':>8} {'wall s':>7} " \
+        header = f"{'client':>13} {'requests':>8} {'in-flight':>9} {'req/s':>8} {'ideal':>7} {'of ideal':>8} {'wall s':>7} " \
                  f"{'cpu ms/req':>10} {'server ms/req':>13} {'peak in flight':>14}"
         print(header)
         runs: dict[int, list[dict]] = {}
@@ -127,12 +143,13 @@ def measure(args: argparse.Namespace) -> None:
             for in_flight in (int(v) for v in args.in_flight.split(",")):
                 ours = one_run(requests, in_flight, work, kept=args.kept)
                 runs.setdefault(in_flight, []).append(ours)
-                baseline = one_run(requests, in_flight, work, plain=True) if args.baseline else None
-                for r in [ours, baseline] if baseline else [ours]:
-                    print(f"{r['client']:>10} {r['requests']:>8} {r['in_flight']:>9} {r['req_per_s']:>8} "
+                baselines = [one_run(requests, in_flight, work, baseline=name) for name in BASELINES] if args.baseline else []
+                for r in [ours, *(b for b in baselines if b)]:
+                    print(f"{r['client']:>13} {r['requests']:>8} {r['in_flight']:>9} {r['req_per_s']:>8} "
                           f"{r['ideal_req_per_s']:>7} {r['of_ideal']:>8} {r['wall_s']:>7} "
                           f"{r['synthgen_cpu_ms_per_request']:>10} {r['server_cpu_ms_per_request']:>13} "
                           f"{r['server_max_in_flight']:>14}", flush=True)
+                    print(f"{'':>13} in flight at each tenth of the window: {r['in_flight_profile']}")
         # Whole-run CPU includes starting Ray and its actors, a fixed cost; the difference between
         # two run sizes is what each further request costs.
         for in_flight, sized in runs.items():

@@ -85,6 +85,7 @@ class ScriptedTeacher:
         self.headers: list[dict[str, str]] = []
         self.paths: list[str] = []
         self.request_times: list[float] = []
+        self.response_times: list[float] = []
         self.in_flight = 0
         self.max_in_flight = 0
         # Crash tests: answer this many generation requests, then hold every later one unanswered
@@ -242,6 +243,7 @@ class ScriptedTeacher:
             with self._lock:
                 self.in_flight -= 1
                 self.last_response_at = time.monotonic()
+                self.response_times.append(self.last_response_at)
 
     def completion(self, body: dict) -> tuple[int, dict]:
         """The responder's answer to a chat request body, as an HTTP status and JSON payload."""
@@ -268,8 +270,12 @@ class ScriptedTeacher:
         """Counts and the request window (first request in to last response out), for benchmarks."""
         with self._lock:
             first = min(self.request_times, default=0.0)
-            return {"requests": sum(self.requests.values()), "window_s": max(0.0, self.last_response_at - first),
-                    "max_in_flight": self.max_in_flight, "in_flight": self.in_flight}
+            window = max(0.0, self.last_response_at - first)
+            # Requests in flight at each tenth of the window: where a client leaves the server idle.
+            moments = [first + window * (i + 0.5) / 10 for i in range(10)] if window else []
+            profile = [sum(t <= m for t in self.request_times) - sum(t <= m for t in self.response_times) for m in moments]
+            return {"requests": sum(self.requests.values()), "window_s": window,
+                    "max_in_flight": self.max_in_flight, "in_flight": self.in_flight, "in_flight_profile": profile}
 
 
 async def _respond(writer: asyncio.StreamWriter, status: int, payload: dict | bytes, headers: dict | None = None) -> bool:

@@ -136,26 +136,24 @@ def test_cache_answers_the_exact_same_request_only(teacher, tmp_path):
     assert all("api_key" not in entry.read_text() and "sk-" not in entry.read_text() for entry in entries)
 
 
-def test_an_unreadable_cache_entry_is_asked_again_not_a_failure(teacher, tmp_path):
+def test_an_answer_torn_by_a_killed_writer_is_asked_again_and_replaced(teacher, tmp_path):
     _chat(_client(teacher, cache=ResponseCache(tmp_path)))
     [entry] = tmp_path.rglob("*.json")
-    entry.write_text('{"text": "torn')
-    again = _chat(_client(teacher, cache=ResponseCache(tmp_path)))
-    assert not again.cache_hit and teacher.total_requests == 2
+    whole = entry.read_text()
+    entry.write_text(whole[: len(whole) // 2])  # what a writer killed mid-write leaves
+    assert not _chat(_client(teacher, cache=ResponseCache(tmp_path))).cache_hit
+    assert entry.read_text() == whole and teacher.total_requests == 2
     assert _chat(_client(teacher, cache=ResponseCache(tmp_path))).cache_hit
 
 
-def test_partial_writes_stay_out_of_the_cache_until_cleared(teacher, tmp_path):
+def test_a_killed_writers_staged_file_is_cleared_and_the_cache_still_writes(teacher, tmp_path):
     cache = ResponseCache(tmp_path)
-    _chat(_client(teacher, cache=cache))
-    [entry] = tmp_path.rglob("*.json")
-    # What a writer killed mid-write leaves: a partial file in the staging folder, not at the key.
-    partial = tmp_path / STAGING / f"{entry.name}.4242.tmp"
-    partial.write_text('{"text": "tor')
-    assert _chat(_client(teacher, cache=ResponseCache(tmp_path))).cache_hit
+    partial = tmp_path / STAGING / "batch-record.json.4242.tmp"
+    partial.write_text('{"token": "ab')
     discard_staged(tmp_path)
-    assert not list(tmp_path.rglob("*.tmp")) and entry.exists()
-    _chat(_client(teacher, cache=cache, temperature=0.3))  # the cache still writes after a clear
+    assert not list(tmp_path.rglob("*.tmp"))
+    cache.write_file(tmp_path / "record.json", "{}")
+    _chat(_client(teacher, cache=cache))
     assert len(list(tmp_path.rglob("*.json"))) == 2
 
 
