@@ -2,8 +2,10 @@
 OpenAI-compatible endpoint with a fixed latency and unlimited concurrency.
 
 Prints, per (requests, in-flight): requests/s inside the request window (first request in to last
-response out) against the ideal (in-flight / latency), the whole-run wall time including start-up,
-and the CPU time synthgen spent per request (machine CPU during the run minus the fake server's).
+response out) against the ideal (in-flight / latency) and against the bound of a finite run (the
+last round of requests takes a whole latency however few they are), the whole-run wall time and
+the time to the first request (start-up), the CPU time synthgen spent per request (machine CPU
+during the run minus the fake server's), and requests in flight at each tenth of the window.
 
     python bench/teacher_throughput.py                      # 2,000 and 20,000 requests at 64/256/1024
     python bench/teacher_throughput.py --requests 2000 --in-flight 256
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -108,7 +111,11 @@ def one_run(requests: int, in_flight: int, work: Path, baseline: str | None = No
         "req_per_s": round(rate, 1),
         "ideal_req_per_s": round(ideal, 1),
         "of_ideal": round(rate / ideal, 3),
+        # What a client with this many in flight can reach over a finite run: every slot busy
+        # from the first request, and the last round of requests as long as any other.
+        "of_bound": round(rate * math.ceil(requests / in_flight) * LATENCY_S / requests, 3),
         "wall_s": round(wall, 1),
+        "first_request_s": round(stats["first_at"] - started, 2),  # start-up: command to first request
         "synthgen_cpu_s": (busy - server_cpu) / TICKS,
         "synthgen_cpu_ms_per_request": round((busy - server_cpu) / TICKS * 1000 / stats["requests"], 2),
         "server_cpu_ms_per_request": round(server_cpu / TICKS * 1000 / stats["requests"], 2),
@@ -135,8 +142,8 @@ def measure(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="sg-bench-") as tmp:
         work = Path(tmp)
         print(f"fake endpoint latency {LATENCY_S * 1000:.0f} ms, {WORKERS} Ray workers, {os.cpu_count()} cores")
-        header = f"{'client':>13} {'requests':>8} {'in-flight':>9} {'req/s':>8} {'ideal':>7} {'of ideal':>8} {'wall s':>7} " \
-                 f"{'cpu ms/req':>10} {'server ms/req':>13} {'peak in flight':>14}"
+        header = f"{'client':>13} {'requests':>8} {'in-flight':>9} {'req/s':>8} {'ideal':>7} {'of ideal':>8} {'of bound':>8} {'wall s':>7} " \
+                 f"{'first req s':>11} {'cpu ms/req':>10} {'server ms/req':>13} {'peak in flight':>14}"
         print(header)
         runs: dict[int, list[dict]] = {}
         for requests in (int(v) for v in args.requests.split(",")):
@@ -146,7 +153,7 @@ def measure(args: argparse.Namespace) -> None:
                 baselines = [one_run(requests, in_flight, work, baseline=name) for name in BASELINES] if args.baseline else []
                 for r in [ours, *(b for b in baselines if b)]:
                     print(f"{r['client']:>13} {r['requests']:>8} {r['in_flight']:>9} {r['req_per_s']:>8} "
-                          f"{r['ideal_req_per_s']:>7} {r['of_ideal']:>8} {r['wall_s']:>7} "
+                          f"{r['ideal_req_per_s']:>7} {r['of_ideal']:>8} {r['of_bound']:>8} {r['wall_s']:>7} {r['first_request_s']:>11} "
                           f"{r['synthgen_cpu_ms_per_request']:>10} {r['server_cpu_ms_per_request']:>13} "
                           f"{r['server_max_in_flight']:>14}", flush=True)
                     print(f"{'':>13} in flight at each tenth of the window: {r['in_flight_profile']}")

@@ -267,14 +267,15 @@ class ScriptedTeacher:
         }
 
     def stats(self) -> dict:
-        """Counts and the request window (first request in to last response out), for benchmarks."""
+        """Counts and the request window (first request in to last response out), for benchmarks.
+        `first_at` is on the system's monotonic clock, which other processes read as well."""
         with self._lock:
             first = min(self.request_times, default=0.0)
             window = max(0.0, self.last_response_at - first)
             # Requests in flight at each tenth of the window: where a client leaves the server idle.
             moments = [first + window * (i + 0.5) / 10 for i in range(10)] if window else []
             profile = [sum(t <= m for t in self.request_times) - sum(t <= m for t in self.response_times) for m in moments]
-            return {"requests": sum(self.requests.values()), "window_s": window,
+            return {"requests": sum(self.requests.values()), "window_s": window, "first_at": first,
                     "max_in_flight": self.max_in_flight, "in_flight": self.in_flight, "in_flight_profile": profile}
 
 

@@ -21,6 +21,7 @@ from synthgen.engine.records import Reject, Seed, SeedResult
 from synthgen.engine.registry import build_validators
 from synthgen.engine.sandbox import open_sandbox
 from synthgen.engine.teacher import TeacherClient
+from synthgen.engine.transport import load_http_libraries
 from synthgen.engine.validators.base import Services
 from synthgen.engine.workflow import WorkflowRunner
 from synthgen.runtime.lifeline import Driver, lifeline
@@ -60,6 +61,9 @@ class WorkflowWorker:
         # keeps few: the default collector (every 700 allocations, scanning everything imported)
         # costs ~15 % of its CPU at a thousand requests a second. Imports are frozen out of the
         # scans; young objects are collected every 50,000 allocations instead.
+        # Paid while the pool starts (a run seeds the workers once all are up), not with the
+        # first seeds waiting on it and the other workers' requests in flight.
+        load_http_libraries()
         gc.freeze()
         gc.set_threshold(50_000, 20, 20)
 
