@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 
 import pytest
 
@@ -17,20 +19,30 @@ from synthgen.storage.query import connect
 
 
 
-@pytest.fixture
-def two_node_cluster():
+@dataclass
+class Cluster:
+    address: str  # what `--address` and RAY_ADDRESS take
+    dashboard: str | None  # the job server's URL, what `ray job submit --address` takes
+
+
+@contextlib.contextmanager
+def _two_node_cluster(jobs: bool):
     port = free_port()
     # Ray's unix sockets live under the temp dir and their paths must stay under 108 bytes.
     temp_dir = tempfile.mkdtemp(prefix="sg-", dir="/tmp")
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     common = ["--num-cpus=1", "--node-ip-address=127.0.0.1", "--disable-usage-stats"]
     ray_cli = [sys.executable, "-m", "ray.scripts.scripts"]
+    dashboard_port = free_port()
+    # The job server lives in the dashboard; each node's agent on a port of its own (two nodes
+    # share this host, and Ray's default agent port would be taken twice).
+    server = ["--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard_port}"] if jobs else ["--include-dashboard=false"]
+    agent = (lambda: [f"--dashboard-agent-listen-port={free_port()}"]) if jobs else list
     # Each `ray start` in its own session, so that the fixture can end exactly its own daemons
     # (`ray stop` would also stop the test session's local Ray).
     starters = []
-    head = [*ray_cli, "start", "--head", f"--port={port}", "--include-dashboard=false",
-            f"--temp-dir={temp_dir}", *common]
-    worker = [*ray_cli, "start", f"--address=127.0.0.1:{port}", *common]
+    head = [*ray_cli, "start", "--head", f"--port={port}", *server, *agent(), f"--temp-dir={temp_dir}", *common]
+    worker = [*ray_cli, "start", f"--address=127.0.0.1:{port}", *agent(), *common]
     try:
         for command in (head, worker):
             starter = subprocess.Popen(command, env=env, start_new_session=True,
@@ -38,12 +50,24 @@ def two_node_cluster():
             output, _ = starter.communicate(timeout=120)
             starters.append(starter)
             assert starter.returncode == 0, output
-        yield f"127.0.0.1:{port}"
+        yield Cluster(f"127.0.0.1:{port}", f"http://127.0.0.1:{dashboard_port}" if jobs else None)
     finally:
         for starter in starters:
             subprocess.run(["pkill", "-9", "-s", str(starter.pid)], check=False)
         time.sleep(0.5)
         shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def two_node_cluster():
+    with _two_node_cluster(jobs=False) as cluster:
+        yield cluster.address
+
+
+@pytest.fixture
+def two_node_cluster_with_jobs():
+    with _two_node_cluster(jobs=True) as cluster:
+        yield cluster
 
 
 @pytest.mark.parametrize("joined_by", ["--address", "RAY_ADDRESS"])
@@ -56,6 +80,22 @@ def test_run_on_a_cluster_uses_both_nodes(two_node_cluster, teacher, tmp_path, j
     env = {"RAY_AUTH_MODE": "disabled"} | ({"RAY_ADDRESS": two_node_cluster} if joined_by == "RAY_ADDRESS" else {})
     result = synthgen_cli("run", str(workflow), "--out", str(out), *how, env=env)
     assert result.returncode == 0, result.stderr
+    nodes = connect(out).execute("SELECT node, count(*) FROM data GROUP BY node").fetchall()
+    assert len(nodes) == 2, f"work ran on {nodes}"
+    assert sum(count for _, count in nodes) == 65
+
+
+def test_ray_job_submit_runs_a_run_on_both_nodes(two_node_cluster_with_jobs, teacher, tmp_path):
+    """The README's command: `ray job submit --address DASHBOARD -- synthgen run …`; the job's
+    entrypoint joins the cluster through the RAY_ADDRESS the job server gives it."""
+    teacher.latency_s = 0.05
+    workflow = workflow_yaml(tmp_path / "wf.yaml", seeds=SHIPPED_CODE_SEEDS, url=teacher.url)
+    out = tmp_path / "out"
+    submit = [sys.executable, "-m", "ray.scripts.scripts", "job", "submit", "--address", two_node_cluster_with_jobs.dashboard,
+              "--", sys.executable, "-m", "synthgen", "run", str(workflow), "--out", str(out)]
+    result = subprocess.run(submit, env={**os.environ, "RAY_AUTH_MODE": "disabled"}, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "seeds settled   65" in result.stdout, result.stdout[-3000:]  # the run's summary, streamed back
     nodes = connect(out).execute("SELECT node, count(*) FROM data GROUP BY node").fetchall()
     assert len(nodes) == 2, f"work ran on {nodes}"
     assert sum(count for _, count in nodes) == 65
