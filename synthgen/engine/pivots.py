@@ -29,7 +29,9 @@ FirstToken = Callable[[str], Awaitable[str]]
 
 
 @dataclass
-class Estimate:
+class SuccessEstimate:
+    """A prefix's chance of success: the outcomes of its continuations sampled so far."""
+
     outcomes: list[bool] = field(default_factory=list)
     continuations: list[str] = field(default_factory=list)
     exact: bool = False
@@ -86,7 +88,7 @@ class Search:
         self.min_samples = min(min_samples, max_samples)
         self.max_samples = max_samples
         self.z = NormalDist().inv_cdf(1 - (1 - confidence) / 2)
-        self.estimates: dict[str, Estimate] = {}
+        self.estimates: dict[str, SuccessEstimate] = {}
 
     @property
     def samples_drawn(self) -> int:
@@ -94,10 +96,10 @@ class Search:
 
     def known(self, prefix: str, accepted: bool) -> None:
         """A prefix whose P is known exactly: the whole answer, with its own verdict."""
-        self.estimates[prefix] = Estimate(outcomes=[accepted], exact=True)
+        self.estimates[prefix] = SuccessEstimate(outcomes=[accepted], exact=True)
 
-    async def _sampled(self, prefix: str, n: int) -> Estimate:
-        estimate = self.estimates.setdefault(prefix, Estimate())
+    async def _sampled(self, prefix: str, n: int) -> SuccessEstimate:
+        estimate = self.estimates.setdefault(prefix, SuccessEstimate())
         async with estimate.lock:
             have = len(estimate.outcomes)
             if not estimate.exact and have < n:

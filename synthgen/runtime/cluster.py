@@ -73,10 +73,10 @@ def kept_instance() -> str | None:
     try:
         address = (_kept_dir() / "address").read_text().strip()
         host, port = address.rsplit(":", 1)
-        socket.create_connection((host, int(port)), timeout=1).close()
+        answers = _tcp_failure(host, int(port), timeout_s=1) is None
     except (OSError, ValueError):
         return None
-    return address
+    return address if answers else None
 
 
 def start_kept_instance() -> str:
@@ -139,13 +139,21 @@ def _check_reachable(address: str) -> None:
     host, _, port = address.removeprefix("ray://").rpartition(":")
     if not host or not port.isdigit():
         return  # 'auto' and other forms Ray resolves itself
-    try:
-        socket.create_connection((host, int(port)), timeout=5).close()
-    except OSError as exc:
+    failure = _tcp_failure(host, int(port), timeout_s=5)
+    if failure is not None:
         raise UserError(
             f"could not start or join the Ray cluster at {address}: tried a TCP connection to {host}:{port}: "
-            f"{exc.strerror or exc}"
-        ) from None
+            f"{failure.strerror or failure}"
+        )
+
+
+def _tcp_failure(host: str, port: int, timeout_s: float) -> OSError | None:
+    """Why nothing accepts a TCP connection at host:port, or None when something does."""
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
+    except OSError as exc:
+        return exc
+    return None
 
 
 def configure_ray_data() -> None:
