@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import inspect
 import collections
 import json
@@ -273,8 +274,10 @@ class ScriptedTeacher:
             first = min(self.request_times, default=0.0)
             window = max(0.0, self.last_response_at - first)
             # Requests in flight at each tenth of the window: where a client leaves the server idle.
+            # Both lists are appended in time order under the lock, so they are sorted.
             moments = [first + window * (i + 0.5) / 10 for i in range(10)] if window else []
-            profile = [sum(t <= m for t in self.request_times) - sum(t <= m for t in self.response_times) for m in moments]
+            profile = [bisect.bisect_right(self.request_times, m) - bisect.bisect_right(self.response_times, m)
+                       for m in moments]
             return {"requests": sum(self.requests.values()), "window_s": window, "first_at": first,
                     "max_in_flight": self.max_in_flight, "in_flight": self.in_flight, "in_flight_profile": profile}
 

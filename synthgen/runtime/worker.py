@@ -57,13 +57,14 @@ class WorkflowWorker:
         self._unreported: dict[str, int] = {}
         self._reported: dict[str, int] = {}  # the live counters as last reported
         self._reporter: asyncio.Task | None = None  # held: the loop keeps only weak references to tasks
+        # Paid while the pool starts (a run seeds the workers once all are up), not with the
+        # first seeds waiting on it and the other workers' requests in flight; and before the
+        # freeze below, so that these imports are frozen too.
+        load_http_libraries()
         # A worker allocates a few hundred small objects per request (HTTP, JSON, records) and
         # keeps few: the default collector (every 700 allocations, scanning everything imported)
         # costs ~15 % of its CPU at a thousand requests a second. Imports are frozen out of the
         # scans; young objects are collected every 50,000 allocations instead.
-        # Paid while the pool starts (a run seeds the workers once all are up), not with the
-        # first seeds waiting on it and the other workers' requests in flight.
-        load_http_libraries()
         gc.freeze()
         gc.set_threshold(50_000, 20, 20)
 
