@@ -42,7 +42,8 @@ def test_reopen_skips_committed_and_numbers_on(tmp_path):
     writer.add(_result("s1"))
     writer.commit()
     again = ShardWriter(tmp_path, ["answer"], shard_rows=100, workflow_hash="h")
-    assert again.committed_seeds == {"s1"}
+    again.add(_result("s1"))
+    assert again.commit() is None  # committed before: nothing new to commit
     again.add(_result("s2"))
     assert again.commit() == "part-000002"
 
@@ -54,7 +55,8 @@ def test_crash_before_marker_rolls_back(tmp_path):
     # A crash after the shard was written but before its marker: only temp files remain.
     (tmp_path / "data" / ".part-000002.parquet.tmp").write_bytes(b"partial")
     (tmp_path / "_commits" / ".part-000002.json.tmp").write_text("{")
-    assert recover(tmp_path) == {"s1"}
+    recover(tmp_path)
+    assert [m["seed_ids"] for m in commit_markers(tmp_path)] == [["s1"]]
     assert not list(tmp_path.rglob("*.tmp"))
 
 
@@ -66,7 +68,8 @@ def test_crash_after_marker_rolls_forward(tmp_path):
     for sub in ("data", "rejects"):
         final = tmp_path / sub / "part-000001.parquet"
         os.replace(final, final.with_name(".part-000001.parquet.tmp"))
-    assert recover(tmp_path) == {"s1"}
+    recover(tmp_path)
+    assert [m["seed_ids"] for m in commit_markers(tmp_path)] == [["s1"]]
     assert (tmp_path / "data" / "part-000001.parquet").exists()
     assert (tmp_path / "rejects" / "part-000001.parquet").exists()
 

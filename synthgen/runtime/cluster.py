@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import warnings
 import os
 import signal
 import socket
@@ -156,7 +157,32 @@ def _tcp_failure(host: str, port: int, timeout_s: float) -> OSError | None:
     return None
 
 
-def configure_ray_data() -> None:
+READ_AHEAD_KEY = "synthgen.read_ahead_blocks"
+
+
+def _read_ahead_policy():
+    from ray.data._internal.execution.backpressure_policy import BackpressurePolicy
+
+    class ReadAhead(BackpressurePolicy):
+        """Stop reading an operator's task outputs while enough of its blocks wait for the next
+        operator: without it the seed read runs ahead of the workers by the whole source, its
+        blocks held in the object store and their references in the driver. A paused read task
+        stops at Ray's streaming-generator limit, so seeds are read as fast as they are used."""
+
+        def max_task_output_bytes_to_read(self, op) -> int | None:
+            limit = self._data_context.get_config(READ_AHEAD_KEY, None)
+            if limit is None or not op.output_dependencies:
+                return None
+            waiting = self._topology[op].output_queue.num_blocks
+            waiting += sum(self._topology[after].total_enqueued_input_blocks() for after in op.output_dependencies)
+            return 0 if waiting >= limit else None
+
+    return ReadAhead
+
+
+def configure_ray_data(read_ahead_blocks: int = 64) -> None:
+    """Ray Data as a run uses it; an operator feeding another reads its tasks' outputs only while
+    fewer than `read_ahead_blocks` blocks wait between the two."""
     import ray
     from ray.data._internal.execution.backpressure_policy import ENABLED_BACKPRESSURE_POLICIES_CONFIG_KEY
 
@@ -168,8 +194,10 @@ def configure_ray_data() -> None:
     context.wait_for_min_actors_s = 600
     # Ray Data's backpressure is sized for large blocks; our blocks are a batch of seeds in and a
     # few kilobytes of results out, and its policies held back dispatch for over half a second
-    # at a time (the teacher idle while seeds waited). The actor pool's task caps bound us.
-    context.set_config(ENABLED_BACKPRESSURE_POLICIES_CONFIG_KEY, [])
+    # at a time (the teacher idle while seeds waited). The actor pool's task caps bound the
+    # workers; `ReadAhead` bounds how far the seed read runs ahead of them.
+    context.set_config(ENABLED_BACKPRESSURE_POLICIES_CONFIG_KEY, [_read_ahead_policy()])
+    context.set_config(READ_AHEAD_KEY, read_ahead_blocks)
     # Ray Data samples every task's memory (USS, from /proc/self/smaps) each second for its
     # stats; our tasks hold a batch of text, and the samples cost the workers CPU.
     context.memory_usage_poll_interval_s = None
@@ -178,6 +206,8 @@ def configure_ray_data() -> None:
     if hasattr(context, "_enable_actor_pool_on_exit_hook"):
         context._enable_actor_pool_on_exit_hook = True
     logging.getLogger("ray.data").setLevel(logging.WARNING)
+    # A run smaller than its pool has fewer seed blocks than workers; Ray Data warns of that.
+    warnings.filterwarnings("ignore", message="The minimum number of concurrent actors")
     # We turn the bars off on purpose (our own progress lines replace them); no need to say so.
     logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
 

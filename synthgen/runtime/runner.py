@@ -20,21 +20,23 @@ from pathlib import Path
 
 from synthgen.config.base import EMBEDDED
 from synthgen.config.errors import UserError
-from synthgen.config.workflow import WorkflowBase
+from synthgen.config.workflow import SeedSource, WorkflowBase
 from synthgen.engine.cache import discard_staged
 from synthgen.engine.embedded_teacher import EmbeddedTeacher
 from synthgen.engine.registry import prepare_validators
 from synthgen.engine.teacher import probe
 from synthgen.runtime.cluster import configure_ray_data, ray_session
 from synthgen.runtime.lifeline import Driver
+from synthgen.runtime.ledger import Ledger
 from synthgen.runtime.limiter import create_limiter
 from synthgen.runtime.progress import Progress
 from synthgen.runtime.shared import create_shared_states
 from synthgen.runtime.tally import LiveProgress, TallyActor
-from synthgen.runtime.worker import WorkflowWorker, seed_rows
+from synthgen.runtime.seed_stream import SeedFiles, check_source
+from synthgen.runtime.worker import WorkflowWorker
 from synthgen.runtime.writer import ShardWriter, read_settled_batch
-from synthgen.seeds.load import SeedSet, load_seeds
-from synthgen.storage.layout import CACHE, MANIFEST, commit_markers
+from synthgen.seeds.load import SeedCounts
+from synthgen.storage.layout import CACHE, MANIFEST, iter_markers
 from synthgen.storage.query import connect, summarize
 
 log = logging.getLogger("synthgen")
@@ -53,32 +55,31 @@ class RunReport:
     elapsed_s: float = 0.0
 
 
-def run(workflow: WorkflowBase, *, seed_set: SeedSet | None = None, address: str | None = None,
-        progress_interval_s: float = 10.0) -> RunReport:
-    """Run or resume `workflow` on its seeds (or on `seed_set`, already loaded: a curated source
-    is curated by the caller)."""
+def run(workflow: WorkflowBase, *, source: SeedSource | None = None, curation: SeedCounts | None = None,
+        address: str | None = None, progress_interval_s: float = 10.0) -> RunReport:
+    """Run or resume `workflow` on its seeds (or on `source`, the plain source a curated one was
+    curated into, with `curation` counting the seeds it dropped)."""
     started = time.monotonic()
     out = Path(workflow.output.dir or "out")
-    seed_set = seed_set or load_seeds(workflow.seeds)
+    source = source or workflow.seeds
+    estimate = check_source(source)
     out.mkdir(parents=True, exist_ok=True)
     _refuse_other_workflow(out, workflow)
     writer = ShardWriter(out, workflow.field_names, workflow.output.shard_rows, workflow.workflow_hash,
                          optional=workflow.record_columns)
-    pending = [seed for seed in seed_set.seeds if seed.seed_id not in writer.committed_seeds]
-    skipped = len(seed_set.seeds) - len(pending)
-    if skipped:
-        log.info("resuming: %d of %d seeds already committed in %s", skipped, len(seed_set.seeds), out)
-    report = RunReport(out=out, status="done", summary={}, skipped_committed=skipped)
+    report = RunReport(out=out, status="done", summary={})
     with contextlib.ExitStack() as stack:
-        if pending:
-            workflow = _with_live_teachers(workflow, out, stack)
-            api_keys = {name: key for name, t in workflow.teachers.items() if (key := os.environ.get(t.api_key_env))}
-            for name, teacher in workflow.teachers.items():
-                probe(name, teacher, api_keys.get(name))
-            prepare_validators(workflow)
-            stack.enter_context(ray_session(address))
-            _stream_until_settled(workflow, pending, api_keys, writer, out, report, progress_interval_s)
-            discard_staged(out / CACHE)  # writes of workers killed mid-run; the pool is gone now
+        workflow = _with_live_teachers(workflow, out, stack)
+        api_keys = {name: key for name, t in workflow.teachers.items() if (key := os.environ.get(t.api_key_env))}
+        for name, teacher in workflow.teachers.items():
+            probe(name, teacher, api_keys.get(name))
+        prepare_validators(workflow)
+        stack.enter_context(ray_session(address))
+        seeds = _stream_until_settled(workflow, source, estimate, api_keys, writer, out, report, progress_interval_s)
+        discard_staged(out / CACHE)  # writes of workers killed mid-run; the pool is gone now
+    if seeds is not None:
+        seeds.add(curation or SeedCounts())
+        seeds.log_skipped()
     report.elapsed_s = time.monotonic() - started
     report.summary = summarize(connect(out))
     _add_costs(report.summary, workflow)
@@ -86,7 +87,7 @@ def run(workflow: WorkflowBase, *, seed_set: SeedSet | None = None, address: str
         report.status = "partial"
         first_error = next(iter(report.unsettled.values()))
         report.message = f"{len(report.unsettled)} seeds could not reach the teacher ({first_error}); rerun to resume"
-    write_manifest(out, workflow, seed_set, report)
+    write_manifest(out, workflow, seeds, report)
     return report
 
 
@@ -102,7 +103,7 @@ def _add_costs(summary: dict, workflow: WorkflowBase) -> None:
 
 
 def _refuse_other_workflow(out: Path, workflow: WorkflowBase) -> None:
-    hashes = {marker.get("workflow_hash") for marker in commit_markers(out)} - {None}
+    hashes = {marker.get("workflow_hash") for marker in iter_markers(out)} - {None}
     if hashes and hashes != {workflow.workflow_hash}:
         raise UserError(
             f"{out} holds shards of another version of workflow '{workflow.name}' "
@@ -131,29 +132,46 @@ def _sigterm_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
-def _stream_until_settled(workflow, pending, api_keys, writer: ShardWriter, out: Path, report: RunReport,
-                          interval_s: float) -> None:
-    """Stream the pending seeds; when the pipeline fails (a worker process died: Ray Data stops
-    the whole dataset on a lost task, and actor restarts are off, see below), stream the seeds
-    it left unsettled again, as long as each round settles some."""
+def _stream_until_settled(workflow, source: SeedSource, estimate: int, api_keys, writer: ShardWriter, out: Path,
+                          report: RunReport, interval_s: float) -> SeedCounts | None:
+    """Stream the source's seeds not yet committed; when the pipeline fails (a worker process
+    died: Ray Data stops the whole dataset on a lost task, and actor restarts are off, see
+    below), stream again, as long as each round settles some. Return what reading the source
+    came to, or None when no round read all of it."""
+    import ray
+
     for round_number in range(PIPELINE_ROUNDS):
-        if not _stream(workflow, pending, api_keys, writer, out, report, interval_s):
-            return
-        left = [seed for seed in pending if seed.seed_id not in writer.committed_seeds]
-        if not left or len(left) == len(pending) or round_number == PIPELINE_ROUNDS - 1:
-            return
-        log.warning("%s; running the %d seeds it left again", report.message.split(";")[0], len(left))
-        report.status, report.message, pending = "done", "", left
+        # The ledger's shards spread over the cluster with the ids they hold: one per node.
+        ledger = Ledger.start(str(out), shards=max(1, len([n for n in ray.nodes() if n["Alive"]])))
+        settled_before = report.processed
+        try:
+            exhausted, pipeline_failed = _stream(workflow, source, estimate, ledger, api_keys, writer, out, report, interval_s)
+            committed, seeds = ledger.totals()
+        finally:
+            ledger.close()
+        if round_number == 0:
+            report.skipped_committed = seeds.committed
+            if committed:
+                log.info("resuming: %d seeds already committed in %s", committed, out)
+        if not pipeline_failed or report.processed == settled_before or round_number == PIPELINE_ROUNDS - 1:
+            return seeds if exhausted else None
+        log.warning("%s; streaming the seeds it left again", report.message.split(";")[0])
+        report.status, report.message = "done", ""
+    return None
 
 
-def _stream(workflow, pending, api_keys, writer: ShardWriter, out: Path, report: RunReport, interval_s: float) -> bool:
-    """Stream `pending` through the worker pool; True when the Ray pipeline itself failed."""
+def _stream(workflow, source: SeedSource, estimate: int, ledger: Ledger, api_keys, writer: ShardWriter, out: Path,
+            report: RunReport, interval_s: float) -> tuple[bool, bool]:
+    """Stream the seeds the ledger calls new through the worker pool; return whether the stream
+    ran to its end and whether the Ray pipeline itself failed."""
     import ray
 
     configure_ray_data()
     max_in_flight = max(t.max_in_flight for t in workflow.teachers.values())
     batch = workflow.runtime.batch_size(max_in_flight)
-    batches = math.ceil(len(pending) / batch)
+    committed, _ = ledger.totals()
+    estimate = max(0, estimate - committed)  # the source's seeds less those committed, about
+    batches = max(1, math.ceil(estimate / batch))
     workers = min(workflow.runtime.workers or max(1, int(ray.cluster_resources().get("CPU", 1))), batches)
     # Each block is one batch; an actor runs this many at once on its event loop so that the
     # teachers' max_in_flight can be filled (a seed makes its requests one step after another),
@@ -166,7 +184,9 @@ def _stream(workflow, pending, api_keys, writer: ShardWriter, out: Path, report:
     limiter = create_limiter(workflow.teachers)
     tally = TallyActor.remote()
     shared_states = create_shared_states(workflow, out)
-    dataset = ray.data.from_items(seed_rows(pending), override_num_blocks=batches)
+    # Read tasks take no CPU slot: the worker pool holds every slot, and reading is a small
+    # share of a seed's work. How many files are read at once: as many as there are workers.
+    dataset = ray.data.read_datasource(SeedFiles(source, ledger, batch), num_cpus=0, override_num_blocks=workers)
     # No actor restarts (a dead worker's seeds are streamed again by `_stream_until_settled`,
     # tested): with them allowed, Ray logs an error line on every run, because Ray Data keeps every actor's
     # constructor arguments in the object store (ray-project/ray#57733). `max_restarts=0` is the
@@ -188,8 +208,8 @@ def _stream(workflow, pending, api_keys, writer: ShardWriter, out: Path, report:
             num_cpus=1,
             max_restarts=0,
         )
-    progress = Progress(total=len(pending), interval_s=interval_s, steps=workflow.field_names)
-    log.info("%s: %d seeds to run on %d workers; output %s", workflow.name, len(pending), workers, out)
+    progress = Progress(total=estimate, interval_s=interval_s, steps=workflow.field_names)
+    log.info("%s: about %d seeds to read, %d workers; output %s", workflow.name, estimate, workers, out)
     # No prefetching: results are small and the next one is awaited anyway, and a prefetch
     # thread still fetching after `ray.shutdown` (an interrupted run) makes the core worker end
     # the whole process before the summary is out.
@@ -209,7 +229,7 @@ def _stream(workflow, pending, api_keys, writer: ShardWriter, out: Path, report:
                             last_settled = time.monotonic()
                         else:
                             report.unsettled[seed["seed_id"]] = seed["error"]
-                    writer.add_settled(seeds, records, rejects)
+                    writer.add_settled(seeds, records, rejects, ledger.settle)
                 if writer.should_commit(workflow.output.commit_interval_s):
                     writer.commit()
                 progress.maybe_log()
@@ -238,7 +258,7 @@ def _stream(workflow, pending, api_keys, writer: ShardWriter, out: Path, report:
         writer.commit()
         report.processed += progress.done
         progress.log()
-    return pipeline_failed
+    return exhausted, pipeline_failed
 
 
 def _join_stream_threads(before: set[threading.Thread], timeout_s: float = 2.0) -> None:
@@ -261,9 +281,10 @@ def _versions() -> dict[str, str]:
     return versions
 
 
-def write_manifest(out: Path, workflow: WorkflowBase, seed_set: SeedSet, report: RunReport) -> None:
+def write_manifest(out: Path, workflow: WorkflowBase, seeds: SeedCounts | None, report: RunReport) -> None:
+    """The run's manifest. How many seeds the source holds is known when a round read all of
+    it (an interrupted run says null)."""
     summary = report.summary
-    markers = commit_markers(out)
     manifest = {
         "workflow": workflow.name,
         "workflow_hash": workflow.workflow_hash,
@@ -271,11 +292,11 @@ def write_manifest(out: Path, workflow: WorkflowBase, seed_set: SeedSet, report:
         "config": workflow.model_dump(mode="json"),
         "versions": _versions(),
         "seeds": {
-            "input": len(seed_set.seeds),
-            "duplicates_dropped": seed_set.duplicates,
-            "unreadable": len(seed_set.skipped),
+            "input": seeds.kept if seeds else None,
+            "duplicates_dropped": seeds.duplicates if seeds else None,
+            "unreadable": seeds.skipped if seeds else None,
             "settled": summary["seeds"],
-            "pending": len(seed_set.seeds) - summary["seeds"],
+            "pending": seeds.kept - summary["seeds"] if seeds else None,
         },
         "counts": {"records": summary["records"], "rejects": summary["rejects"]},
         "tokens": {"in": summary["tokens_in"], "out": summary["tokens_out"]},
@@ -292,7 +313,7 @@ def write_manifest(out: Path, workflow: WorkflowBase, seed_set: SeedSet, report:
         "rejects_by_reason": summary["rejects_by_reason"],
         "shards": [
             {k: marker[k] for k in ("part", "records", "rejects", "files", "committed_at")} | {"seeds": len(marker["seed_ids"])}
-            for marker in markers
+            for marker in iter_markers(out)
         ],
         "last_run": {
             "processed": report.processed,

@@ -16,6 +16,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
@@ -23,7 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from synthgen.engine.records import SeedResult
-from synthgen.storage.layout import COMMITS, DATA, REJECTS, commit_markers, record_schema, shard_row
+from synthgen.storage.layout import COMMITS, DATA, REJECTS, committed_seed_ids, iter_markers, record_schema, shard_row
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,8 @@ class ShardWriter:
         self.shard_rows = shard_rows
         for sub in (COMMITS, DATA, REJECTS):
             (self.out / sub).mkdir(parents=True, exist_ok=True)
-        self.committed_seeds = recover(self.out)
+        recover(self.out)
+        self._settled_here: set[str] = set()  # `settle` of a writer used without a run's ledger
         self._next = _next_part_number(self.out)
         self._records: list[pa.Table] = []
         self._rejects: list[pa.Table] = []
@@ -82,11 +84,15 @@ class ShardWriter:
     def add(self, result: SeedResult) -> None:
         self.add_settled(*read_settled_batch(settled_batch([result], self.field_names, self.optional).to_pylist()[0]))
 
-    def add_settled(self, seeds: list[dict], records: pa.Table, rejects: pa.Table) -> None:
+    def add_settled(self, seeds: list[dict], records: pa.Table, rejects: pa.Table,
+                    settle: Callable[[list[str]], set[str]] | None = None) -> None:
         """Buffer the settled seeds of one `settled_batch`; each seed's records and rejects go
-        into the same commit. A seed already committed or buffered (a retried Ray task may hand
-        one back twice) is skipped with its rows."""
-        new = list(dict.fromkeys(s["seed_id"] for s in seeds if s["settled"] and s["seed_id"] not in self.committed_seeds))
+        into the same commit. `settle` (the run's ledger) marks seed ids settled and returns
+        those that were not: a seed already committed or buffered (a Ray task run twice may hand
+        one back again) is skipped with its rows."""
+        settled = list(dict.fromkeys(s["seed_id"] for s in seeds if s["settled"]))
+        fresh = (settle or self._settle_here)(settled) if settled else set()
+        new = [seed_id for seed_id in settled if seed_id in fresh]
         if len(new) < len(seeds):
             wanted = pa.array(new, pa.string())
             records, rejects = (t.filter(pc.is_in(t.column("seed_id"), wanted)) for t in (records, rejects))
@@ -97,7 +103,13 @@ class ShardWriter:
             self._rejects.append(rejects)
             self._rows += records.num_rows + rejects.num_rows
             self._seed_ids.extend(new)
-            self.committed_seeds.update(new)
+
+    def _settle_here(self, seed_ids: list[str]) -> set[str]:
+        if not self._settled_here:
+            self._settled_here = {seed_id for ids in committed_seed_ids(self.out) for seed_id in ids}
+        fresh = set(seed_ids) - self._settled_here
+        self._settled_here |= fresh
+        return fresh
 
     def should_commit(self, interval_s: float) -> bool:
         rows = self._rows
@@ -173,17 +185,14 @@ def _publish(out: Path, marker: dict) -> None:
             os.replace(temp, final)
 
 
-def recover(out: Path) -> set[str]:
-    """Finish interrupted commits, drop uncommitted temp files; return the committed seed ids."""
-    seeds: set[str] = set()
-    for marker in commit_markers(out):
+def recover(out: Path) -> None:
+    """Finish interrupted commits, drop uncommitted temp files."""
+    for marker in iter_markers(out):
         _publish(out, marker)
-        seeds.update(marker["seed_ids"])
     for sub in (DATA, REJECTS, COMMITS):
         for temp in (out / sub).glob(".*.tmp"):
             log.info("removing uncommitted %s", temp)
             temp.unlink()
-    return seeds
 
 
 def _next_part_number(out: Path) -> int:

@@ -1,13 +1,13 @@
 """Seed readers: JSONL, Parquet, folders of Python (one seed per top-level def/class, with the
 imports and helpers it uses) and of Markdown/text/HTML (section and paragraph chunks near a
-target size). Unreadable rows are reported in `skipped`, never silently lost."""
+target size). Unreadable rows are reported through `skip`, never silently lost."""
 
 from __future__ import annotations
 
 import ast
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from synthgen.config.errors import UserError
@@ -16,23 +16,56 @@ from synthgen.engine.records import Seed, SeedKind
 
 _TEXT_SUFFIXES = {".md", ".markdown", ".txt", ".rst", ".html", ".htm"}
 _HEADING = re.compile(r"^#{1,6}\s")
+Skip = Callable[[str], None]  # takes the reason an unreadable seed was passed over
 
 
-def read_seeds(path: Path, source: SeedSource, skipped: list[str]) -> Iterator[Seed]:
+def seed_files(path: Path) -> list[Path]:
+    """The files of a seed source, in a stable order; a lone file must be in a known format."""
+    if not path.is_dir():
+        return [path]
+    return sorted(p for p in path.rglob("*") if p.is_file())
+
+
+def read_seeds(path: Path, source: SeedSource, skip: Skip) -> Iterator[Seed]:
     """Every candidate seed under `path`, unfiltered and not deduplicated."""
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    return read_files(seed_files(path), source, skip, lone=not path.is_dir())
+
+
+def read_files(files: Iterable[Path], source: SeedSource, skip: Skip, lone: bool = False) -> Iterator[Seed]:
+    """The candidate seeds of `files`; files of no seed format are passed over, except a `lone` one."""
     for file in files:
         fmt = source.format if source.format != "auto" else _format_of(file)
         if fmt == "jsonl":
-            yield from _jsonl(file, source, skipped)
+            yield from _jsonl(file, source, skip)
         elif fmt == "parquet":
-            yield from _parquet(file, source, skipped)
+            yield from _parquet(file, source, skip)
         elif fmt == "python":
-            yield from _python(file, source, skipped)
+            yield from _python(file, source, skip)
         elif fmt == "text":
             yield from _text(file, source)
-        elif not path.is_dir():
+        elif lone:
             raise UserError(f"{file}: unknown seed format; set seeds.format to one of jsonl, parquet, python, text")
+
+
+def estimate_rows(files: Iterable[Path], source: SeedSource) -> int:
+    """About how many seeds `files` hold, cheaply (lines of JSONL, Parquet's row counts, one per
+    other file): the run's progress total before the stream has counted them."""
+    import pyarrow.parquet as pq
+
+    total = 0
+    for file in files:
+        fmt = source.format if source.format != "auto" else _format_of(file)
+        if fmt == "jsonl":
+            with file.open("rb") as handle:
+                total += sum(block.count(b"\n") for block in iter(lambda: handle.read(1 << 20), b""))
+        elif fmt == "parquet":
+            try:
+                total += pq.ParquetFile(file).metadata.num_rows
+            except Exception:  # a damaged file is reported by the reader, with its name
+                continue
+        elif fmt is not None:
+            total += 1
+    return total
 
 
 def _format_of(file: Path) -> str | None:
@@ -48,13 +81,13 @@ def _format_of(file: Path) -> str | None:
     return None
 
 
-def _row_seeds(row: dict, source: SeedSource, where: str, skipped: list[str]) -> Iterator[Seed]:
+def _row_seeds(row: dict, source: SeedSource, where: str, skip: Skip) -> Iterator[Seed]:
     """A row's seed; a code row that holds a whole file gives one seed per definition in it."""
-    seed = _row_seed(row, source, where, skipped)
+    seed = _row_seed(row, source, where, skip)
     if seed is None:
         return
     if seed.kind == "code" and seed.text.count("\ndef ") + seed.text.count("\nclass ") + seed.text.startswith(("def ", "class ")) > 1:
-        yield from python_definitions(seed.text, where, source, skipped)
+        yield from python_definitions(seed.text, where, source, skip)
     else:
         yield seed
 
@@ -91,19 +124,19 @@ def html_text(markup: str) -> str:
     return "\n\n".join(p for p in paragraphs if p)
 
 
-def _row_seed(row: dict, source: SeedSource, where: str, skipped: list[str]) -> Seed | None:
+def _row_seed(row: dict, source: SeedSource, where: str, skip: Skip) -> Seed | None:
     kind: SeedKind
     if source.kind == "qa" or (source.kind is None and source.question_field in row and source.answer_field in row):
         question, answer = row.get(source.question_field), row.get(source.answer_field)
         if not isinstance(question, str) or not isinstance(answer, str) or not question.strip():
-            skipped.append(f"{where}: needs string fields '{source.question_field}' and '{source.answer_field}'")
+            skip(f"{where}: needs string fields '{source.question_field}' and '{source.answer_field}'")
             return None
         kind, text = "qa", f"Question: {question.strip()}\n\nAnswer: {answer.strip()}"
         meta = {"question": question.strip(), "answer": answer.strip()}
     else:
         text = row.get(source.text_field)
         if not isinstance(text, str) or len(text.strip()) < source.min_chars:
-            skipped.append(f"{where}: no text in field '{source.text_field}' (or shorter than {source.min_chars} chars)")
+            skip(f"{where}: no text in field '{source.text_field}' (or shorter than {source.min_chars} chars)")
             return None
         kind, text, meta = source.kind or str(row.get("kind") or "text"), text.strip(), {}
     for name in source.meta_fields:
@@ -114,7 +147,7 @@ def _row_seed(row: dict, source: SeedSource, where: str, skipped: list[str]) -> 
     return Seed.create(kind, text, where, meta)
 
 
-def _jsonl(file: Path, source: SeedSource, skipped: list[str]) -> Iterator[Seed]:
+def _jsonl(file: Path, source: SeedSource, skip: Skip) -> Iterator[Seed]:
     with file.open(encoding="utf-8", errors="replace") as handle:
         for number, line in enumerate(handle, 1):
             if not line.strip():
@@ -123,15 +156,15 @@ def _jsonl(file: Path, source: SeedSource, skipped: list[str]) -> Iterator[Seed]
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
-                skipped.append(f"{where}: invalid JSON ({exc.msg})")
+                skip(f"{where}: invalid JSON ({exc.msg})")
                 continue
             if not isinstance(row, dict):
-                skipped.append(f"{where}: not a JSON object")
+                skip(f"{where}: not a JSON object")
                 continue
-            yield from _row_seeds(row, source, where, skipped)
+            yield from _row_seeds(row, source, where, skip)
 
 
-def _parquet(file: Path, source: SeedSource, skipped: list[str]) -> Iterator[Seed]:
+def _parquet(file: Path, source: SeedSource, skip: Skip) -> Iterator[Seed]:
     import pyarrow.parquet as pq
 
     try:
@@ -142,19 +175,19 @@ def _parquet(file: Path, source: SeedSource, skipped: list[str]) -> Iterator[See
     for batch in parquet.iter_batches(batch_size=4096):
         for row in batch.to_pylist():
             number += 1
-            yield from _row_seeds(row, source, f"{file}#row{number}", skipped)
+            yield from _row_seeds(row, source, f"{file}#row{number}", skip)
 
 
-def _python(file: Path, source: SeedSource, skipped: list[str]) -> Iterator[Seed]:
-    yield from python_definitions(file.read_text(encoding="utf-8", errors="replace"), str(file), source, skipped)
+def _python(file: Path, source: SeedSource, skip: Skip) -> Iterator[Seed]:
+    yield from python_definitions(file.read_text(encoding="utf-8", errors="replace"), str(file), source, skip)
 
 
-def python_definitions(text: str, origin: str, source: SeedSource, skipped: list[str], first_line: int = 1) -> Iterator[Seed]:
+def python_definitions(text: str, origin: str, source: SeedSource, skip: Skip, first_line: int = 1) -> Iterator[Seed]:
     """One seed per top-level def/class of a Python file's text, with what it uses."""
     try:
         tree = _parse_module(text)
     except SyntaxError as exc:
-        skipped.append(f"{origin}:{(exc.lineno or 1) + first_line - 1}: Python syntax error, file skipped")
+        skip(f"{origin}:{(exc.lineno or 1) + first_line - 1}: Python syntax error, file skipped")
         return
     lines = text.splitlines()
     definitions = {n.name: n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}

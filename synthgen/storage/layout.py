@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import types
 import typing
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +78,19 @@ def shard_row(item: Record, field_names: list[str], optional: tuple[str, ...] = 
 
 
 def commit_markers(out: Path) -> list[dict]:
-    return [json.loads(path.read_text()) for path in sorted((out / COMMITS).glob("part-*.json"))]
+    return list(iter_markers(out))
+
+
+def iter_markers(out: Path) -> Iterator[dict]:
+    """The commit markers one at a time: together they list every committed seed id, which a
+    large run must not hold at once."""
+    for path in sorted((out / COMMITS).glob("part-*.json")):
+        yield json.loads(path.read_text())
+
+
+def committed_seed_ids(out: str | Path) -> Iterator[list[str]]:
+    for marker in iter_markers(Path(out)):
+        yield marker["seed_ids"]
 
 
 def committed_files(out: Path, sub: str) -> list[Path]:

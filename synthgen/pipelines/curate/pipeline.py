@@ -28,7 +28,7 @@ from synthgen.engine.validators.dedup import LocalRegistry, first_claims
 from synthgen.pipelines.curate.filters import check, topics
 from synthgen.pipelines.curate.scoring import Classifier, judge
 from synthgen.runtime.cluster import map_rows
-from synthgen.seeds.load import SeedSet, load_seeds
+from synthgen.seeds.load import SeedCounts, SeedSet, load_seeds
 from synthgen.seeds.read import read_seeds
 
 log = logging.getLogger("synthgen")
@@ -53,21 +53,29 @@ def curate(sources: list[Path], config: CurateConfig, out: Path) -> dict:
     return _write(out, candidates, kept, rejects, config)
 
 
-def curated_seeds(source: SeedSource) -> SeedSet:
+def curated_source(source: SeedSource) -> tuple[SeedSource, SeedCounts]:
     """A workflow's `seeds.curate`: the source curated once per content of source and config
-    (cached), then loaded as plain seeds; curation's rejects count as skipped, with reasons."""
+    (cached) into a plain source, and curation's rejects counted as skipped seeds, with reasons."""
     path, config_path = Path(source.path), Path(source.curate)
     if not path.exists():
         raise UserError(f"seed path not found: {path}")
     key = hashlib.sha256(f"{path.resolve()}|{config_path.read_text() if config_path.is_file() else ''}".encode()).hexdigest()[:16]
     out = cache_dir("curated") / key / "seeds.parquet"
     curate([path], load_curate_config(config_path), out)
-    rejects = pq.read_table(out.with_suffix(".rejects.parquet"), columns=["source", "reason"]).to_pylist()
+    curation = SeedCounts()
+    for reject in pq.read_table(out.with_suffix(".rejects.parquet"), columns=["source", "reason"]).to_pylist():
+        curation.skip(f"{reject['source']}: {reject['reason']}")
     plain = source.model_copy(update={"path": str(out), "curate": None, "format": "parquet", "kind": None,
                                       "text_field": "text", "min_chars": 1})
+    return plain, curation
+
+
+def curated_seeds(source: SeedSource) -> SeedSet:
+    """The curated seeds in memory (estimates, tests)."""
+    plain, curation = curated_source(source)
     result = load_seeds(plain)
-    result.skipped = [f"{r['source']}: {r['reason']}" for r in rejects] + result.skipped
-    return result
+    curation.add(result.counts)
+    return SeedSet(result.seeds, curation)
 
 
 def _extract(sources: list[Path], config: CurateConfig, rejects: list[dict]) -> list[dict]:
@@ -78,7 +86,7 @@ def _extract(sources: list[Path], config: CurateConfig, rejects: list[dict]) -> 
         unreadable: list[str] = []
         spec = SeedSource(path=str(path), kind=config.kind, chunk_chars=config.chunk_chars, min_chars=1)
         headers: dict[str, str] = {}
-        for seed in read_seeds(path, spec, unreadable):
+        for seed in read_seeds(path, spec, unreadable.append):
             file = seed.source.rsplit(":", 1)[0].split("#row")[0]
             if file not in headers:  # generated-code markers sit in the file's first lines, not in the function
                 headers[file] = _head(Path(file))

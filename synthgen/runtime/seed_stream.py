@@ -1,0 +1,77 @@
+"""A workflow's seeds as a Ray Data stream. Read tasks parse the seed files in parallel, a group
+of files each, and claim every seed id with the round's ledger: exact duplicates and seeds
+committed before are dropped there, so only new seeds reach the workers and no process holds
+the seeds. A source whose outcome depends on the reading order (a `limit`, near-duplicate
+screening) is read by one task in file order, so that a resumed run picks the same seeds."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+from ray.data.block import BlockMetadata
+from ray.data.datasource import Datasource, ReadTask
+
+from synthgen.config.errors import UserError
+from synthgen.config.workflow import SeedSource
+from synthgen.runtime.ledger import Ledger
+from synthgen.runtime.worker import seed_rows
+from synthgen.seeds.load import SeedCounts, batched, kept_seeds, source_path
+from synthgen.seeds.read import estimate_rows, read_files, seed_files
+
+
+class SeedFiles(Datasource):
+    def __init__(self, source: SeedSource, ledger: Ledger, block_rows: int):
+        super().__init__()
+        self.source, self.ledger, self.block_rows = source, ledger, block_rows
+        self.lone = not Path(source.path).is_dir()
+        self.files = seed_files(Path(source.path))
+
+    def estimate_inmemory_data_size(self) -> int:
+        return sum(file.stat().st_size for file in self.files)
+
+    def get_read_tasks(self, parallelism: int, per_task_row_limit: int | None = None, data_context=None) -> list[ReadTask]:
+        ordered = self.source.limit is not None or self.source.near_dedup is not None
+        groups = [self.files] if ordered else _balanced(self.files, max(1, min(parallelism, len(self.files))))
+        return [
+            ReadTask(
+                functools.partial(_read, group, owner, self.source, self.ledger, self.block_rows, self.lone),
+                BlockMetadata(num_rows=None, size_bytes=sum(f.stat().st_size for f in group), exec_stats=None,
+                              input_files=[str(f) for f in group]),
+            )
+            for owner, group in enumerate(groups)
+        ]
+
+
+def _balanced(files: list[Path], groups: int) -> list[list[Path]]:
+    """`files` in `groups` groups of about equal bytes (largest first, each to the lightest group)."""
+    buckets: list[tuple[int, list[Path]]] = [(0, []) for _ in range(groups)]
+    for file in sorted(files, key=lambda f: f.stat().st_size, reverse=True):
+        size, members = min(buckets, key=lambda bucket: bucket[0])
+        buckets.remove((size, members))
+        buckets.append((size + file.stat().st_size, members + [file]))
+    return [sorted(members) for _, members in buckets if members]
+
+
+def _read(files: list[Path], owner: int, source: SeedSource, ledger: Ledger, block_rows: int, lone: bool) -> Iterator[pa.Table]:
+    counts = SeedCounts()
+    seeds = kept_seeds(read_files(files, source, counts.skip, lone), source, counts,
+                       lambda seed_ids: ledger.claim(seed_ids, owner))
+    for chunk in batched(seeds, block_rows):
+        yield pa.Table.from_pylist(seed_rows(chunk))
+    ledger.report(owner, counts)
+
+
+def check_source(source: SeedSource) -> int:
+    """Fail early, in the driver, on a source with no seed to read (a missing path, a lone file of
+    unknown format, nothing readable); return about how many seeds it holds. Reads until the
+    first seed, so a large source costs nothing here."""
+    path = source_path(source)
+    counts = SeedCounts()
+    if next(read_files(seed_files(path), source, counts.skip, lone=not path.is_dir()), None) is None:
+        counts.log_skipped()
+        raise UserError(f"no seeds found in {path} (format {source.format}, {counts.skipped} unreadable)")
+    rows = estimate_rows(seed_files(path), source)
+    return rows if source.limit is None else min(rows, source.limit)
