@@ -105,7 +105,7 @@ def test_sigkill_of_the_driver_then_resume(slow_teacher, tmp_path):
     slow_teacher.requests.clear()
 
     stderr = _resume(workflow, out)
-    assert f"resuming: {len(committed)} of {len(SEEDS)} seeds already committed" in stderr
+    assert f"resuming: {len(committed)} seeds already committed" in stderr
     for seed in SEEDS:
         if seed.seed_id in committed:
             assert slow_teacher.requests_containing(seed.text[:120]) == 0, "a committed seed was paid for again"

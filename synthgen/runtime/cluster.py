@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import warnings
 import os
 import signal
 import socket
@@ -18,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -158,6 +158,22 @@ def _tcp_failure(host: str, port: int, timeout_s: float) -> OSError | None:
 
 
 READ_AHEAD_KEY = "synthgen.read_ahead_blocks"
+
+
+@contextlib.contextmanager
+def one_row_blocks() -> Iterator[None]:
+    """Datasets created inside keep every row its own block: a block larger than Ray Data's
+    target size is cut into rows, and the target is one byte. (A dataset keeps the context it
+    was created in; datasets created outside keep the default.)"""
+    import ray
+
+    context = ray.data.DataContext.get_current()
+    target = context.target_max_block_size
+    context.target_max_block_size = 1
+    try:
+        yield
+    finally:
+        context.target_max_block_size = target
 
 
 def _read_ahead_policy():

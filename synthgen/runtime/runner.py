@@ -25,7 +25,7 @@ from synthgen.engine.cache import discard_staged
 from synthgen.engine.embedded_teacher import EmbeddedTeacher
 from synthgen.engine.registry import prepare_validators
 from synthgen.engine.teacher import probe
-from synthgen.runtime.cluster import configure_ray_data, ray_session
+from synthgen.runtime.cluster import configure_ray_data, one_row_blocks, ray_session
 from synthgen.runtime.lifeline import Driver
 from synthgen.runtime.ledger import Ledger
 from synthgen.runtime.limiter import create_limiter
@@ -151,8 +151,6 @@ def _stream_until_settled(workflow, source: SeedSource, estimate: int, api_keys,
             ledger.close()
         if round_number == 0:
             report.skipped_committed = seeds.committed
-            if committed:
-                log.info("resuming: %d seeds already committed in %s", committed, out)
         if not pipeline_failed or report.processed == settled_before or round_number == PIPELINE_ROUNDS - 1:
             return seeds if exhausted else None
         log.warning("%s; streaming the seeds it left again", report.message.split(";")[0])
@@ -170,6 +168,8 @@ def _stream(workflow, source: SeedSource, estimate: int, ledger: Ledger, api_key
     max_in_flight = max(t.max_in_flight for t in workflow.teachers.values())
     batch = workflow.runtime.batch_size(max_in_flight)
     committed, _ = ledger.totals()
+    if committed and not report.processed:
+        log.info("resuming: %d seeds already committed in %s", committed, out)
     estimate = max(0, estimate - committed)  # the source's seeds less those committed, about
     batches = max(1, math.ceil(estimate / batch))
     workers = min(workflow.runtime.workers or max(1, int(ray.cluster_resources().get("CPU", 1))), batches)
@@ -186,21 +186,22 @@ def _stream(workflow, source: SeedSource, estimate: int, ledger: Ledger, api_key
     shared_states = create_shared_states(workflow, out)
     # Read tasks take no CPU slot: the worker pool holds every slot, and reading is a small
     # share of a seed's work. How many files are read at once: as many as there are workers.
-    dataset = ray.data.read_datasource(SeedFiles(source, ledger, batch), num_cpus=0, override_num_blocks=workers)
+    seed_files = SeedFiles(source, ledger, batch, readers=workers)
     # No actor restarts (a dead worker's seeds are streamed again by `_stream_until_settled`,
     # tested): with them allowed, Ray logs an error line on every run, because Ray Data keeps every actor's
     # constructor arguments in the object store (ray-project/ray#57733). `max_restarts=0` is the
     # switch Ray Data's own code documents; it goes through `**ray_remote_args`, deprecated since
     # Ray 2.60 with no named replacement yet, hence the filter (and the <2.64 pin).
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), one_row_blocks():
         warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+        dataset = ray.data.read_datasource(seed_files, num_cpus=0, override_num_blocks=len(seed_files.groups))
         dataset = dataset.map_batches(
             WorkflowWorker,
             fn_constructor_kwargs={
                 "workflow": workflow, "api_keys": api_keys, "cache_dir": str(out / CACHE), "limiter": limiter,
                 "tally": tally, "shared_states": shared_states, "driver": Driver.this_process(tally),
             },
-            batch_size=batch,
+            batch_size=1,  # one row: a batch of seeds
             batch_format="pyarrow",
             compute=ray.data.ActorPoolStrategy(
                 size=workers, max_concurrent_calls_per_actor=min(calls, queued), max_tasks_in_flight_per_actor=queued

@@ -7,6 +7,7 @@ screening) is read by one task in file order, so that a resumed run picks the sa
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,32 +17,39 @@ from ray.data.datasource import Datasource, ReadTask
 
 from synthgen.config.errors import UserError
 from synthgen.config.workflow import SeedSource
+from synthgen.engine.records import Seed
 from synthgen.runtime.ledger import Ledger
-from synthgen.runtime.worker import seed_rows
 from synthgen.seeds.load import SeedCounts, batched, kept_seeds, source_path
 from synthgen.seeds.read import estimate_rows, read_files, seed_files
 
+SEEDS_COLUMN = "seeds"
+
 
 class SeedFiles(Datasource):
-    def __init__(self, source: SeedSource, ledger: Ledger, block_rows: int):
+    """Read tasks over groups of a source's files, at most `readers` groups. Each yields one-row
+    blocks, a row holding a batch of seeds (`encode_seeds`): a block is what a worker runs at
+    once, and Ray Data reshapes blocks by bytes, never by rows, so a batch travels as one row of
+    a dataset whose blocks are kept below a byte (`runtime.cluster.one_row_blocks`)."""
+
+    def __init__(self, source: SeedSource, ledger: Ledger, batch: int, readers: int):
         super().__init__()
-        self.source, self.ledger, self.block_rows = source, ledger, block_rows
+        self.source, self.ledger, self.batch = source, ledger, batch
         self.lone = not Path(source.path).is_dir()
-        self.files = seed_files(Path(source.path))
+        files = seed_files(Path(source.path))
+        ordered = source.limit is not None or source.near_dedup is not None
+        self.groups = [files] if ordered else _balanced(files, max(1, min(readers, len(files))))
 
     def estimate_inmemory_data_size(self) -> int:
-        return sum(file.stat().st_size for file in self.files)
+        return sum(file.stat().st_size for group in self.groups for file in group)
 
     def get_read_tasks(self, parallelism: int, per_task_row_limit: int | None = None, data_context=None) -> list[ReadTask]:
-        ordered = self.source.limit is not None or self.source.near_dedup is not None
-        groups = [self.files] if ordered else _balanced(self.files, max(1, min(parallelism, len(self.files))))
         return [
             ReadTask(
-                functools.partial(_read, group, owner, self.source, self.ledger, self.block_rows, self.lone),
+                functools.partial(_read, group, owner, self.source, self.ledger, self.batch, self.lone),
                 BlockMetadata(num_rows=None, size_bytes=sum(f.stat().st_size for f in group), exec_stats=None,
                               input_files=[str(f) for f in group]),
             )
-            for owner, group in enumerate(groups)
+            for owner, group in enumerate(self.groups)
         ]
 
 
@@ -55,13 +63,21 @@ def _balanced(files: list[Path], groups: int) -> list[list[Path]]:
     return [sorted(members) for _, members in buckets if members]
 
 
-def _read(files: list[Path], owner: int, source: SeedSource, ledger: Ledger, block_rows: int, lone: bool) -> Iterator[pa.Table]:
+def _read(files: list[Path], owner: int, source: SeedSource, ledger: Ledger, batch: int, lone: bool) -> Iterator[pa.Table]:
     counts = SeedCounts()
     seeds = kept_seeds(read_files(files, source, counts.skip, lone), source, counts,
                        lambda seed_ids: ledger.claim(seed_ids, owner))
-    for chunk in batched(seeds, block_rows):
-        yield pa.Table.from_pylist(seed_rows(chunk))
+    for chunk in batched(seeds, batch):
+        yield pa.table({SEEDS_COLUMN: [encode_seeds(chunk)]})
     ledger.report(owner, counts)
+
+
+def encode_seeds(seeds: list[Seed]) -> str:
+    return json.dumps([seed.model_dump() for seed in seeds])
+
+
+def decode_seeds(batch: pa.Table) -> list[Seed]:
+    return [Seed(**row) for text in batch.column(SEEDS_COLUMN).to_pylist() for row in json.loads(text)]
 
 
 def check_source(source: SeedSource) -> int:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import json
 import logging
 import traceback
 
@@ -26,19 +25,14 @@ from synthgen.engine.validators.base import Services
 from synthgen.engine.workflow import WorkflowRunner
 from synthgen.runtime.lifeline import Driver, lifeline
 from synthgen.runtime.limiter import LeasedLimiter
+from synthgen.runtime.seed_stream import decode_seeds
 from synthgen.runtime.shared import ActorState
 from synthgen.runtime.writer import settled_batch
 
 log = logging.getLogger(__name__)
 
-SEED_COLUMNS = ["seed_id", "source", "kind", "text", "meta"]
 TALLY_EVERY_S = 1.0
 _LIVE = {"requests", "tokens_out"}  # counted as paid, by the teachers, not when a seed settles
-
-
-def seed_rows(seeds: list[Seed]) -> list[dict]:
-    """Seeds as flat rows for Ray Data (meta as JSON: its keys differ between seeds)."""
-    return [{**seed.model_dump(exclude={"meta"}), "meta": json.dumps(seed.meta)} for seed in seeds]
 
 
 class WorkflowWorker:
@@ -112,8 +106,7 @@ class WorkflowWorker:
             self._runner = self._build_runner()
             if self.tally is not None:
                 self._reporter = asyncio.ensure_future(self._report_live())
-        seeds = [Seed(**{**row, "meta": json.loads(row["meta"])}) for row in batch.to_pylist()]
-        results = await asyncio.gather(*(self._run_one(seed) for seed in seeds))
+        results = await asyncio.gather(*(self._run_one(seed) for seed in decode_seeds(batch)))
         return settled_batch(results, self.workflow.field_names, self.workflow.record_columns)
 
     async def _run_one(self, seed: Seed) -> SeedResult:

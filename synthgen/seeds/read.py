@@ -48,24 +48,31 @@ def read_files(files: Iterable[Path], source: SeedSource, skip: Skip, lone: bool
 
 
 def estimate_rows(files: Iterable[Path], source: SeedSource) -> int:
-    """About how many seeds `files` hold, cheaply (lines of JSONL, Parquet's row counts, one per
-    other file): the run's progress total before the stream has counted them."""
+    """About how many seeds `files` hold, cheaply (lines of JSONL, Parquet's row counts,
+    top-level definitions of Python, text size over the chunk size): the run's progress total
+    and pool sizing, before the stream has counted them."""
     import pyarrow.parquet as pq
 
     total = 0
     for file in files:
         fmt = source.format if source.format != "auto" else _format_of(file)
         if fmt == "jsonl":
-            with file.open("rb") as handle:
-                total += sum(block.count(b"\n") for block in iter(lambda: handle.read(1 << 20), b""))
+            total += _count_lines(file, b"")
         elif fmt == "parquet":
             try:
                 total += pq.ParquetFile(file).metadata.num_rows
             except Exception:  # a damaged file is reported by the reader, with its name
                 continue
-        elif fmt is not None:
-            total += 1
+        elif fmt == "python":
+            total += _count_lines(file, b"def ", b"class ", b"async def ")
+        elif fmt == "text":
+            total += max(1, file.stat().st_size // source.chunk_chars)
     return total
+
+
+def _count_lines(file: Path, *starts: bytes) -> int:
+    with file.open("rb") as handle:
+        return sum(1 for line in handle if line.startswith(starts) and line.strip())
 
 
 def _format_of(file: Path) -> str | None:
