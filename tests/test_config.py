@@ -216,13 +216,19 @@ def test_validator_key_and_kind_mistakes_name_the_valid_choices(tmp_path):
     assert ":10: validators.mine: unknown kind 'nope'; valid kinds: " in message and "novelty" in message and "exec" in message
 
 
-def test_an_object_storage_uri_is_a_clear_error_never_a_local_folder(tmp_path):
-    """`s3://bucket/run` must not become a folder named `s3:` (object storage is not built yet)."""
-    message = _error(tmp_path, VALID + "output: {dir: \"s3://bucket/run\"}\n")
-    assert ":12: output.dir:" in message and "s3://bucket/run: object storage" in message
+def test_a_uri_synthgen_cannot_use_is_a_clear_error_never_a_local_folder(tmp_path):
+    """`ftp://host/run` must not become a folder named `ftp:`; seeds are not read from object
+    storage (run directories are)."""
+    message = _error(tmp_path, VALID + "output: {dir: \"ftp://host/run\"}\n")
+    assert ":12: output.dir:" in message and "ftp://host/run: ftp:// is not a storage synthgen can use" in message
+    assert "s3://BUCKET/PREFIX" in message
+    message = _error(tmp_path, VALID.replace("path: seeds.jsonl", "path: s3://bucket/seeds.jsonl"))
+    assert "s3://bucket/seeds.jsonl: object storage holds run directories" in message
     (tmp_path / "wf.yaml").write_text(VALID)
-    for args in [("run", str(tmp_path / "wf.yaml"), "--out", "gs://bucket/run"), ("inspect", "s3://bucket/run")]:
+    for args in [("run", str(tmp_path / "wf.yaml"), "--out", "hdfs://node/run"), ("inspect", "ftp://host/run"),
+                 ("run", str(tmp_path / "wf.yaml"), "--seeds", "gs://bucket/seeds.jsonl")]:
         result = synthgen_cli(*args, cwd=tmp_path)
-        assert result.returncode == 1 and "object storage and other URIs are not supported yet" in result.stderr
+        assert result.returncode == 1 and ("is not a storage synthgen can use" in result.stderr
+                                           or "object storage holds run directories" in result.stderr), result.stderr
         assert "Traceback" not in result.stderr
     assert not any(tmp_path.glob("*:")), "a local folder named after the URI scheme"

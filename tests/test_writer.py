@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
-
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from synthgen.engine.records import Record, Reject, SeedResult, Turn
-from synthgen.runtime.writer import ShardWriter, recover
+from synthgen.runtime.writer import ShardWriter
 from synthgen.storage.layout import commit_markers, record_schema
+from synthgen.storage.query import connect
 
 
 def _result(seed_id: str, accepted: int = 1, rejected: int = 0) -> SeedResult:
@@ -28,8 +27,10 @@ def test_commit_writes_records_rejects_and_marker(tmp_path):
     writer.add(_result("s2", accepted=0, rejected=1))
     writer.add(_result("s1"))  # a retried task may deliver a seed twice
     assert writer.commit() == "part-000001"
-    data = pq.read_table(tmp_path / "data" / "part-000001.parquet")
-    rejects = pq.read_table(tmp_path / "rejects" / "part-000001.parquet")
+    [marker] = commit_markers(tmp_path)
+    data = pq.read_table(tmp_path / marker["files"]["data"])
+    rejects = pq.read_table(tmp_path / marker["files"]["rejects"])
+    assert marker["files"]["data"].startswith("data/part-000001-")  # a name no other writer uses
     assert data.column("record_id").to_pylist() == ["s1-0", "s1-1"]
     assert data.column("answer").to_pylist() == ["a-s1", "a-s1"]
     assert rejects.column("reason").to_pylist() == ["bad"]
@@ -48,30 +49,42 @@ def test_reopen_skips_committed_and_numbers_on(tmp_path):
     assert again.commit() == "part-000002"
 
 
-def test_crash_before_marker_rolls_back(tmp_path):
+def test_a_part_without_its_marker_is_never_read_and_is_removed(tmp_path):
+    """A writer killed between its parts and its marker (the commit point) left parts that no
+    marker lists, and maybe a half-written temporary file: readers skip them, the next writer
+    deletes them, and the seed is not committed."""
     writer = ShardWriter(tmp_path, ["answer"], shard_rows=100, workflow_hash="h")
     writer.add(_result("s1"))
     writer.commit()
-    # A crash after the shard was written but before its marker: only temp files remain.
-    (tmp_path / "data" / ".part-000002.parquet.tmp").write_bytes(b"partial")
-    (tmp_path / "_commits" / ".part-000002.json.tmp").write_text("{")
-    recover(tmp_path)
+    [marker] = commit_markers(tmp_path)
+    orphan = tmp_path / "data" / "part-000002-0dead000.parquet"
+    orphan.write_bytes((tmp_path / marker["files"]["data"]).read_bytes())
+    (tmp_path / "_commits" / ".part-000002.json.1a2b3c4d.tmp").write_text("{")
+    assert connect(tmp_path).execute("SELECT count(*) FROM data").fetchone()[0] == 1
+    again = ShardWriter(tmp_path, ["answer"], shard_rows=100, workflow_hash="h")
+    assert not orphan.exists() and not list(tmp_path.rglob("*.tmp"))
     assert [m["seed_ids"] for m in commit_markers(tmp_path)] == [["s1"]]
-    assert not list(tmp_path.rglob("*.tmp"))
+    again.add(_result("s2"))
+    assert again.commit() == "part-000002"
+    assert sorted(r[0] for r in connect(tmp_path).execute("SELECT seed_id FROM data").fetchall()) == ["s1", "s2"]
 
 
-def test_crash_after_marker_rolls_forward(tmp_path):
+def test_a_commit_writes_its_files_whole_and_its_marker_last(tmp_path, monkeypatch):
+    """Every file of a commit is written whole, parts first, the marker last."""
+    from synthgen.storage.location import Location
+
+    written: list[str] = []
+    original = Location.write_bytes
+
+    def record(self, data):
+        written.append(self.uri[len(str(tmp_path)) + 1:])
+        original(self, data)
+
+    monkeypatch.setattr(Location, "write_bytes", record)
     writer = ShardWriter(tmp_path, ["answer"], shard_rows=100, workflow_hash="h")
     writer.add(_result("s1", rejected=1))
     writer.commit()
-    # Simulate a crash between the marker and the renames: move the shards back to temp names.
-    for sub in ("data", "rejects"):
-        final = tmp_path / sub / "part-000001.parquet"
-        os.replace(final, final.with_name(".part-000001.parquet.tmp"))
-    recover(tmp_path)
-    assert [m["seed_ids"] for m in commit_markers(tmp_path)] == [["s1"]]
-    assert (tmp_path / "data" / "part-000001.parquet").exists()
-    assert (tmp_path / "rejects" / "part-000001.parquet").exists()
+    assert [w.split("/")[0] for w in written] == ["data", "rejects", "_commits"]
 
 
 def test_should_commit_by_rows_and_by_time(tmp_path):

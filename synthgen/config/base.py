@@ -23,16 +23,32 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False)
 
 
-_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_URI = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+STORAGE_SCHEMES = ("s3", "gs")  # where run directories (outputs, and the runs mixed) may live
 
 
 def local_path_problem(value: str) -> str | None:
     """Why a path cannot be used: a URI (s3://, gs://, ...) would become a local folder named
     after its scheme."""
-    if _URI.match(value):
-        return (f"{value}: object storage and other URIs are not supported yet; "
-                "give a path on a local or shared filesystem")
+    if match := _URI.match(value):
+        where = ("object storage holds run directories (output.dir, a mixture's runs), not this"
+                 if match.group(1).lower() in STORAGE_SCHEMES else f"{match.group(1)}:// is not a storage synthgen reads")
+        return f"{value}: {where}; give a path on a local or shared filesystem"
     return None
+
+
+def storage_problem(value: str) -> str | None:
+    """Why a run directory cannot be used: a URI of a storage synthgen does not speak."""
+    if (match := _URI.match(value)) and match.group(1).lower() not in STORAGE_SCHEMES:
+        return (f"{value}: {match.group(1)}:// is not a storage synthgen can use; give a local path, "
+                f"or one of {', '.join(s + '://BUCKET/PREFIX' for s in STORAGE_SCHEMES)}")
+    return None
+
+
+def resolve_storage(value: str, info: ValidationInfo) -> str:
+    if problem := storage_problem(value):
+        raise ValueError(problem)
+    return value.rstrip("/") if _URI.match(value) else str(resolve_path(value, info))
 
 
 def resolve_path(value: str, info: ValidationInfo) -> Path:
@@ -57,6 +73,8 @@ def template_text(value: str, info: ValidationInfo) -> str:
 
 # A path in YAML, resolved against the YAML file's folder.
 LocalPath = Annotated[str, AfterValidator(lambda value, info: str(resolve_path(value, info)))]
+# A run directory: a local path as above, or an object-store URI (s3://, gs://).
+StoragePath = Annotated[str, AfterValidator(resolve_storage)]
 # A prompt template: inline Jinja2, or the text of the template file it names.
 Template = Annotated[str, AfterValidator(template_text)]
 

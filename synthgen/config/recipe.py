@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from synthgen.config.base import LocalPath, Strict
+from synthgen.config.base import Strict, StoragePath
 from synthgen.config.yaml_source import load_config
 
 
@@ -41,7 +41,7 @@ class Columns(Strict):
 
 class Source(Strict):
     name: str
-    path: LocalPath = Field(description="a synthgen run directory, or a Parquet/JSONL file or folder")
+    path: StoragePath = Field(description="a synthgen run directory, or a Parquet/JSONL file or folder")
     weight: float = Field(gt=0, description="share of the mixture (normalised over all sources)")
     columns: Columns | None = Field(None, description="needed unless the path is a synthgen run")
     filter: str | None = Field(None, description="DuckDB SQL predicate over the source's columns")

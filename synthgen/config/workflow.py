@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, Discriminator, Field, Tag, create_model, field_validator, model_validator
 
-from synthgen.config.base import EMBEDDED, SANDBOX_BACKENDS, SEED_VARIABLE, LocalPath, Strict, check_template
+from synthgen.config.base import EMBEDDED, SANDBOX_BACKENDS, SEED_VARIABLE, LocalPath, StoragePath, Strict, check_template
 from synthgen.config.decontamination import Decontamination
 from synthgen.config.kinds import References, StepSpec, ValidatorSpec, check_validator_fields
 from synthgen.config.yaml_source import load_config
@@ -126,7 +126,7 @@ class Message(Strict):
 
 
 class Output(Strict):
-    dir: LocalPath | None = None
+    dir: StoragePath | None = None
     shard_rows: int = Field(1000, ge=1, description="rows per committed shard")
     commit_interval_s: float = Field(30.0, gt=0, description="commit finished seeds at least this often")
 

@@ -57,31 +57,32 @@ class _Batch:
                 "keys": self.keys}
 
 
+JOURNAL = "batches"
+
+
 class BatchJournal:
     """The batches a run submitted, recorded beside the response cache (a resumed run waits for
     them): one JSON file per batch, replaced whole."""
 
     def __init__(self, cache: ResponseCache | None):
         self._cache = cache
-        self.directory = cache.directory / "batches" if cache is not None else None
-        if self.directory is not None:
-            self.directory.mkdir(parents=True, exist_ok=True)
 
     def write(self, entry: dict) -> None:
         if self._cache is not None:
-            self._cache.write_file(self.directory / f"{entry['token']}.json", json.dumps(entry))
+            entry = {"written_at": time.time()} | entry
+            self._cache.write_file(f"{JOURNAL}/{entry['token']}.json", json.dumps(entry))
 
     def entries(self) -> list[dict]:
         """Oldest first, so that a request sent again maps to its latest batch."""
-        if self.directory is None:
+        if self._cache is None:
             return []
         found = []
-        for path in self.directory.glob("*.json"):
+        for record in (self._cache.location / JOURNAL).files(".json"):
             try:
-                found.append((path.stat().st_mtime, json.loads(path.read_text())))
+                found.append(json.loads(record.read_text()))
             except (OSError, ValueError):
-                log.warning("unreadable batch record %s skipped", path)
-        return [entry for _, entry in sorted(found, key=lambda item: item[0])]
+                log.warning("unreadable batch record %s skipped", record)
+        return sorted(found, key=lambda entry: entry.get("written_at", 0.0))
 
 
 class BatchTransport:

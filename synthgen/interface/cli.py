@@ -11,7 +11,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from synthgen.config.base import SANDBOX_BACKENDS, local_path_problem
+from synthgen.config.base import SANDBOX_BACKENDS, local_path_problem, storage_problem
 from synthgen.config.errors import UserError
 
 EXIT_OK, EXIT_USER, EXIT_PARTIAL, EXIT_INTERNAL = 0, 1, 2, 3
@@ -246,15 +246,19 @@ def _seeds(args: argparse.Namespace) -> int:
 COMMANDS = {"decontaminate": _decontaminate, "seeds": _seeds, "mix": _mix, "report": _report, "ray": _ray, "run": _run, "check": _check, "demo": _demo, "inspect": _inspect, "teacher": _teacher, "sandbox": _sandbox}
 
 
-# Arguments that name URLs, not paths.
+# Arguments that name URLs, not paths; and those that name run directories, which may be on
+# object storage.
 _URL_ARGUMENTS = {"teacher_url", "address"}
+_RUN_DIRECTORIES = {("run", "out"), ("inspect", "dir"), ("report", "dir")}
 
 
 def _check_paths(args: argparse.Namespace) -> None:
     for name, value in vars(args).items():
+        if name in _URL_ARGUMENTS or name == "command":
+            continue
+        check = storage_problem if (args.command, name) in _RUN_DIRECTORIES else local_path_problem
         for item in value if isinstance(value, list) else [value]:
-            problem = local_path_problem(item) if isinstance(item, str) and name not in _URL_ARGUMENTS else None
-            if problem:
+            if isinstance(item, str) and (problem := check(item)):
                 raise UserError(problem)
 
 

@@ -13,19 +13,21 @@ from pathlib import Path
 
 from synthgen.interface import charts
 from synthgen.storage.layout import MANIFEST
+from synthgen.storage.location import Location
 from synthgen.storage.query import connect, summarize
 
 SAMPLES = 3
 SECTIONS = ("overview", "funnel", "rejects", "lengths", "teachers", "throughput", "contamination", "samples")
 
 
-def write_report(out: Path) -> Path:
-    """Write OUT/report/index.html (+ each plot as an SVG file) for the run in `out`; return the page's path."""
+def write_report(out: str | Path | Location) -> Location:
+    """Write OUT/report/index.html (+ each plot as an SVG file) for the run in `out`; return the page's location."""
+    out = Location.of(out)
     con = connect(out)
     summary = summarize(con)
     manifest = json.loads((out / MANIFEST).read_text()) if (out / MANIFEST).exists() else {}
     folder = out / "report"
-    folder.mkdir(exist_ok=True)
+    folder.make_dirs()
     page = _Page(folder)
     steps = [step["id"] for step in manifest.get("config", {}).get("steps", [])]
     page.section("overview", "Overview", _overview(manifest, summary))
@@ -43,7 +45,7 @@ def write_report(out: Path) -> Path:
 
 
 class _Page:
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Location):
         self.folder = folder
         self.parts: list[str] = []
 

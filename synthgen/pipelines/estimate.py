@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import statistics
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from synthgen.config.base import SEED_VARIABLE
 from synthgen.config.kinds import AskingStep
@@ -24,7 +23,8 @@ from synthgen.engine.records import Seed
 from synthgen.engine.sample import Sample, StepFailed
 from synthgen.engine.steps.base import opening
 from synthgen.engine.templates import TemplateError, render
-from synthgen.storage.layout import commit_markers, is_run
+from synthgen.storage.layout import committed_seed_ids, is_run
+from synthgen.storage.location import Location
 from synthgen.storage.query import TURNS, connect
 
 log = logging.getLogger(__name__)
@@ -61,8 +61,8 @@ class Estimate:
 
 
 def estimate(workflow: WorkflowBase, seeds: list[Seed]) -> Estimate:
-    out = Path(workflow.output.dir or "out")
-    committed = {i for marker in commit_markers(out) for i in marker["seed_ids"]} if is_run(out) else set()
+    out = Location.of(workflow.output.dir or "out")
+    committed = {i for ids in committed_seed_ids(out) for i in ids} if is_run(out) else set()
     remaining = [seed for seed in seeds if seed.seed_id not in committed]
     result = Estimate(seeds=len(seeds), to_run=len(remaining), observed_seeds=0)
     if committed:
@@ -74,7 +74,7 @@ def estimate(workflow: WorkflowBase, seeds: list[Seed]) -> Estimate:
     return result
 
 
-def _observed(out: Path, seeds: list[Seed], remaining: list[Seed], committed: set[str]) -> tuple[int, list[StepCost]]:
+def _observed(out: Location, seeds: list[Seed], remaining: list[Seed], committed: set[str]) -> tuple[int, list[StepCost]]:
     con = connect(out)
     rows = con.execute(f"SELECT step, teacher, count(*), sum(tokens_in), sum(tokens_out) FROM ({TURNS}) GROUP BY ALL").fetchall()
     observed = [seed for seed in seeds if seed.seed_id in committed]

@@ -31,6 +31,8 @@ from synthgen.config.errors import UserError
 from synthgen.config.recipe import Columns, Recipe, Source
 from synthgen.engine.tokens import counter
 from synthgen.storage.layout import DATA, MANIFEST, committed_files, is_run
+from synthgen.storage.location import Location
+from synthgen.storage.query import attach_parquet
 
 log = logging.getLogger("synthgen")
 BATCH_ROWS = 2000
@@ -76,13 +78,18 @@ def build_mixture(recipe: Recipe, out: Path) -> dict:
 
 
 # -- 1. staging ------------------------------------------------------------------------------
-def _input_files(source: Source, recipe_format: str) -> tuple[list[Path], Columns]:
-    path = Path(source.path)
+def _input_files(source: Source, recipe_format: str) -> tuple[list[Path] | list[Location], Columns]:
+    default = PAIRS if recipe_format == "preference" else Columns(messages="messages")
+    location = Location.of(source.path)
+    if not location.is_local:  # on object storage: a synthgen run
+        if not is_run(location):
+            raise UserError(f"source {source.name}: no synthgen run at {location}")
+        return committed_files(location, DATA), source.columns or default
+    path = location.local
     if not path.exists():
         raise UserError(f"source {source.name}: path not found: {path}")
-    default = PAIRS if recipe_format == "preference" else Columns(messages="messages")
     if is_run(path):
-        files, columns = committed_files(path, DATA), source.columns or default
+        files, columns = [file.local for file in committed_files(path, DATA)], source.columns or default
     elif (path / DATA).is_dir() and (path / MANIFEST).exists():  # an earlier mixture
         files, columns = sorted((path / DATA).glob("*.parquet")), source.columns or default
     else:
@@ -99,15 +106,19 @@ def _input_files(source: Source, recipe_format: str) -> tuple[list[Path], Column
     return files, columns
 
 
-def _reader(con: duckdb.DuckDBPyConnection, source: Source, files: list[Path], columns: Columns) -> pa.RecordBatchReader:
+def _reader(con: duckdb.DuckDBPyConnection, source: Source, files: list[Path] | list[Location], columns: Columns) -> pa.RecordBatchReader:
     names = [str(f) for f in files]
-    scan = "read_parquet(?)" if files[0].suffix == ".parquet" else "read_json_auto(?, format='newline_delimited')"
+    if isinstance(files[0], Location):  # a run on object storage
+        scan, names = f"remote_{hashlib.sha256(source.name.encode()).hexdigest()[:12]}", None
+        attach_parquet(con, scan, files)
+    else:
+        scan = "read_parquet(?)" if files[0].suffix == ".parquet" else "read_json_auto(?, format='newline_delimited')"
     conditions = [f"({source.filter})"] if source.filter else []
     if columns.pairs:  # a tie leaves a record without a pair
         conditions.append(f"len({columns.chosen}) > 0 AND len({columns.rejected}) > 0")
     where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
     try:
-        return con.sql(f"SELECT * FROM {scan}{where}", params=[names]).to_arrow_reader(BATCH_ROWS)
+        return con.sql(f"SELECT * FROM {scan}{where}", params=[names] if names else None).to_arrow_reader(BATCH_ROWS)
     except duckdb.Error as exc:
         raise UserError(f"source {source.name}: {str(exc).splitlines()[0]}") from None
 
@@ -188,7 +199,9 @@ def _conversation(data: dict, columns: Columns, i: int) -> list[dict]:
                            {"role": "assistant", "content": str(data[columns.completion][i] or "")}]
 
 
-def _sha256(path: Path) -> str:
+def _sha256(path: Path | Location) -> str:
+    if isinstance(path, Location):
+        return hashlib.sha256(path.read_bytes()).hexdigest()
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):

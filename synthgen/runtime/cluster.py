@@ -25,6 +25,7 @@ from typing import Any
 import pyarrow as pa
 
 from synthgen.config.errors import UserError
+from synthgen.storage.location import storage_environment
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,10 @@ def ray_session(address: str | None = None) -> Iterator[None]:
     else:
         _check_reachable(address)
         kwargs["address"] = address
+    if "address" in kwargs and (storage := storage_environment()):
+        # Workers of a cluster (or of a kept instance) do not inherit this process's environment;
+        # a run directory on object storage needs its credentials and endpoint in every worker.
+        kwargs["runtime_env"] = {"env_vars": storage}
     try:
         ray.init(**kwargs)
     except (ConnectionError, RuntimeError, ValueError) as exc:

@@ -11,6 +11,7 @@ import math
 import os
 import platform
 import signal
+import tempfile
 import threading
 import time
 import warnings
@@ -30,13 +31,14 @@ from synthgen.runtime.lifeline import Driver
 from synthgen.runtime.ledger import Ledger
 from synthgen.runtime.limiter import create_limiter
 from synthgen.runtime.progress import Progress
+from synthgen.runtime.seed_stream import SeedFiles, check_source
 from synthgen.runtime.shared import create_shared_states
 from synthgen.runtime.tally import LiveProgress, TallyActor
-from synthgen.runtime.seed_stream import SeedFiles, check_source
 from synthgen.runtime.worker import WorkflowWorker
 from synthgen.runtime.writer import ShardWriter, read_settled_batch
 from synthgen.seeds.load import SeedCounts
 from synthgen.storage.layout import CACHE, MANIFEST, iter_markers
+from synthgen.storage.location import Location
 from synthgen.storage.query import connect, summarize
 
 log = logging.getLogger("synthgen")
@@ -45,7 +47,7 @@ PIPELINE_ROUNDS = 3
 
 @dataclass
 class RunReport:
-    out: Path
+    out: Location
     status: str  # "done" | "partial"
     summary: dict
     processed: int = 0
@@ -60,10 +62,10 @@ def run(workflow: WorkflowBase, *, source: SeedSource | None = None, curation: S
     """Run or resume `workflow` on its seeds (or on `source`, the plain source a curated one was
     curated into, with `curation` counting the seeds it dropped)."""
     started = time.monotonic()
-    out = Path(workflow.output.dir or "out")
+    out = Location.of(workflow.output.dir or "out")
     source = source or workflow.seeds
     estimate = check_source(source)
-    out.mkdir(parents=True, exist_ok=True)
+    out.make_dirs()
     _refuse_other_workflow(out, workflow)
     writer = ShardWriter(out, workflow.field_names, workflow.output.shard_rows, workflow.workflow_hash,
                          optional=workflow.record_columns)
@@ -76,7 +78,7 @@ def run(workflow: WorkflowBase, *, source: SeedSource | None = None, curation: S
         prepare_validators(workflow)
         stack.enter_context(ray_session(address))
         seeds = _stream_until_settled(workflow, source, estimate, api_keys, writer, out, report, progress_interval_s)
-        discard_staged(out / CACHE)  # writes of workers killed mid-run; the pool is gone now
+        discard_staged((out / CACHE).uri)  # writes of workers killed mid-run; the pool is gone now
     if seeds is not None:
         seeds.add(curation or SeedCounts())
         seeds.log_skipped()
@@ -102,7 +104,7 @@ def _add_costs(summary: dict, workflow: WorkflowBase) -> None:
     summary["cost_usd"] = round(sum(costs), 6) if costs else None
 
 
-def _refuse_other_workflow(out: Path, workflow: WorkflowBase) -> None:
+def _refuse_other_workflow(out: Location, workflow: WorkflowBase) -> None:
     hashes = {marker.get("workflow_hash") for marker in iter_markers(out)} - {None}
     if hashes and hashes != {workflow.workflow_hash}:
         raise UserError(
@@ -111,12 +113,13 @@ def _refuse_other_workflow(out: Path, workflow: WorkflowBase) -> None:
         )
 
 
-def _with_live_teachers(workflow: WorkflowBase, out: Path, stack: contextlib.ExitStack) -> WorkflowBase:
+def _with_live_teachers(workflow: WorkflowBase, out: Location, stack: contextlib.ExitStack) -> WorkflowBase:
     """A copy of the workflow whose `embedded` teachers point at a freshly started local server."""
     if all(t.base_url != EMBEDDED for t in workflow.teachers.values()):
         return workflow
     workflow = workflow.model_copy(deep=True)
-    server = stack.enter_context(EmbeddedTeacher(out / "teacher.log"))
+    logs = out.local if out.is_local else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="synthgen-")))
+    server = stack.enter_context(EmbeddedTeacher(logs / "teacher.log"))
     for teacher in workflow.teachers.values():
         if teacher.base_url == EMBEDDED:
             teacher.base_url = server.url
@@ -132,7 +135,7 @@ def _sigterm_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
-def _stream_until_settled(workflow, source: SeedSource, estimate: int, api_keys, writer: ShardWriter, out: Path,
+def _stream_until_settled(workflow, source: SeedSource, estimate: int, api_keys, writer: ShardWriter, out: Location,
                           report: RunReport, interval_s: float) -> SeedCounts | None:
     """Stream the source's seeds not yet committed; when the pipeline fails (a worker process
     died: Ray Data stops the whole dataset on a lost task, and actor restarts are off, see
@@ -142,7 +145,7 @@ def _stream_until_settled(workflow, source: SeedSource, estimate: int, api_keys,
 
     for round_number in range(PIPELINE_ROUNDS):
         # The ledger's shards spread over the cluster with the ids they hold: one per node.
-        ledger = Ledger.start(str(out), shards=max(1, len([n for n in ray.nodes() if n["Alive"]])))
+        ledger = Ledger.start(out.uri, shards=max(1, len([n for n in ray.nodes() if n["Alive"]])))
         settled_before = report.processed
         try:
             exhausted, pipeline_failed = _stream(workflow, source, estimate, ledger, api_keys, writer, out, report, interval_s)
@@ -158,7 +161,7 @@ def _stream_until_settled(workflow, source: SeedSource, estimate: int, api_keys,
     return None
 
 
-def _stream(workflow, source: SeedSource, estimate: int, ledger: Ledger, api_keys, writer: ShardWriter, out: Path,
+def _stream(workflow, source: SeedSource, estimate: int, ledger: Ledger, api_keys, writer: ShardWriter, out: Location,
             report: RunReport, interval_s: float) -> tuple[bool, bool]:
     """Stream the seeds the ledger calls new through the worker pool; return whether the stream
     ran to its end and whether the Ray pipeline itself failed."""
@@ -198,7 +201,7 @@ def _stream(workflow, source: SeedSource, estimate: int, ledger: Ledger, api_key
         dataset = dataset.map_batches(
             WorkflowWorker,
             fn_constructor_kwargs={
-                "workflow": workflow, "api_keys": api_keys, "cache_dir": str(out / CACHE), "limiter": limiter,
+                "workflow": workflow, "api_keys": api_keys, "cache_dir": (out / CACHE).uri, "limiter": limiter,
                 "tally": tally, "shared_states": shared_states, "driver": Driver.this_process(tally),
             },
             batch_size=1,  # one row: a batch of seeds
@@ -282,7 +285,7 @@ def _versions() -> dict[str, str]:
     return versions
 
 
-def write_manifest(out: Path, workflow: WorkflowBase, seeds: SeedCounts | None, report: RunReport) -> None:
+def write_manifest(out: Location, workflow: WorkflowBase, seeds: SeedCounts | None, report: RunReport) -> None:
     """The run's manifest. How many seeds the source holds is known when a round read all of
     it (an interrupted run says null)."""
     summary = report.summary
@@ -324,6 +327,4 @@ def write_manifest(out: Path, workflow: WorkflowBase, seeds: SeedCounts | None, 
             "message": report.message,
         },
     }
-    temp = out / f".{MANIFEST}.tmp"
-    temp.write_text(json.dumps(manifest, indent=2, default=str))
-    os.replace(temp, out / MANIFEST)
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))

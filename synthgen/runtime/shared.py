@@ -5,7 +5,6 @@ committed records first, so what was accepted before a crash still counts."""
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
@@ -14,6 +13,7 @@ import ray
 from synthgen.config.workflow import WorkflowBase
 from synthgen.engine.registry import shared_state, validator_kind
 from synthgen.storage.layout import DATA, committed_files
+from synthgen.storage.location import Location
 
 log = logging.getLogger(__name__)
 ABSORB_BATCH = 2000
@@ -45,7 +45,7 @@ class ActorState:
         return call
 
 
-def create_shared_states(workflow: WorkflowBase, out: Path) -> dict[str, Any]:
+def create_shared_states(workflow: WorkflowBase, out: Location) -> dict[str, Any]:
     """An actor per validator that keeps run-wide state, loaded with the committed records."""
     actors = {name: SharedStateActor.remote(spec) for name, spec in workflow.validators.items()
               if validator_kind(spec).shared is not None}
@@ -53,7 +53,7 @@ def create_shared_states(workflow: WorkflowBase, out: Path) -> dict[str, Any]:
         return {}
     loaded = 0
     for file in committed_files(out, DATA):
-        for batch in pq.ParquetFile(file).iter_batches(batch_size=ABSORB_BATCH, columns=["record_id", *workflow.field_names]):
+        for batch in pq.ParquetFile(file.open_input_file()).iter_batches(batch_size=ABSORB_BATCH, columns=["record_id", *workflow.field_names]):
             rows = batch.to_pylist()
             record_ids = [row.pop("record_id") for row in rows]
             ray.get([actor.absorb.remote(record_ids, rows) for actor in actors.values()])

@@ -1,21 +1,22 @@
-"""Shard writer with exactly-once commits at seed granularity.
+"""Shard writer with exactly-once commits at seed granularity, on a local folder or an object
+store (which has no rename).
 
-A commit writes `data/.part-N.parquet.tmp` and `rejects/.part-N.parquet.tmp`, then the commit
-marker `_commits/part-N.json` (atomic rename: the commit point) listing the seed ids it covers,
-then renames the shards to their final names. Opening a run directory rolls forward every shard
-whose marker exists and deletes every temp file that has none, so a crash at any instant leaves
-each seed either wholly committed or not at all, and the final names only ever hold committed
-rows."""
+A commit writes its Parquet parts whole under names no other writer uses
+(`data/part-N-WRITER.parquet`, `rejects/…`), then the commit marker `_commits/part-N.json`, the
+commit point, listing the seed ids it covers and its parts. Readers honour only parts a marker
+lists; opening a run directory deletes parts no marker lists (a writer died between its parts
+and its marker). So a crash at any instant leaves each seed either wholly committed or not at
+all, and no reader ever sees a row twice."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import logging
-import os
 import signal
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,6 +26,7 @@ import pyarrow.parquet as pq
 
 from synthgen.engine.records import SeedResult
 from synthgen.storage.layout import COMMITS, DATA, REJECTS, committed_seed_ids, iter_markers, record_schema, shard_row
+from synthgen.storage.location import Location
 
 log = logging.getLogger(__name__)
 
@@ -54,25 +56,18 @@ def read_settled_batch(row: dict) -> tuple[list[dict], pa.Table, pa.Table]:
     return json.loads(row["seeds"]), records, rejects
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class ShardWriter:
-    def __init__(self, out_dir: str | Path, field_names: list[str], shard_rows: int, workflow_hash: str,
+    def __init__(self, out_dir: str | Path | Location, field_names: list[str], shard_rows: int, workflow_hash: str,
                  optional: tuple[str, ...] = ()):
-        self.out = Path(out_dir)
+        self.out = Location.of(out_dir)
         self.optional = optional
         self.workflow_hash = workflow_hash
         self.field_names = field_names
         self.shard_rows = shard_rows
         for sub in (COMMITS, DATA, REJECTS):
-            (self.out / sub).mkdir(parents=True, exist_ok=True)
+            (self.out / sub).make_dirs()
         recover(self.out)
+        self._writer = uuid.uuid4().hex[:8]
         self._settled_here: set[str] = set()  # `settle` of a writer used without a run's ledger
         self._next = _next_part_number(self.out)
         self._records: list[pa.Table] = []
@@ -131,13 +126,11 @@ class ShardWriter:
         for sub, buffered in ((DATA, self._records), (REJECTS, self._rejects)):
             table = pa.concat_tables(buffered) if buffered else None
             counts[sub] = table.num_rows if table is not None else 0
-            if not counts[sub]:
-                files[sub] = None
-                continue
-            temp = self.out / sub / f".{part}.parquet.tmp"
-            pq.write_table(table, temp, compression="zstd", row_group_size=min(counts[sub], 4096))
-            _fsync(temp)
-            files[sub] = f"{sub}/{part}.parquet"
+            files[sub] = f"{sub}/{part}-{self._writer}.parquet" if counts[sub] else None
+            if counts[sub]:
+                sink = pa.BufferOutputStream()
+                pq.write_table(table, sink, compression="zstd", row_group_size=min(counts[sub], 4096))
+                (self.out / files[sub]).write_bytes(sink.getvalue().to_pybytes())
         marker = {
             "part": part,
             "workflow_hash": self.workflow_hash,
@@ -147,12 +140,7 @@ class ShardWriter:
             "files": files,
             "committed_at": time.time(),
         }
-        temp_marker = self.out / COMMITS / f".{part}.json.tmp"
-        temp_marker.write_text(json.dumps(marker))
-        _fsync(temp_marker)
-        os.replace(temp_marker, self.out / COMMITS / f"{part}.json")
-        _publish(self.out, marker)
-        _fsync(self.out / COMMITS)
+        (self.out / COMMITS / f"{part}.json").write_text(json.dumps(marker))
         log.debug("committed %s: %d seeds, %d records, %d rejects", part, len(self._seed_ids), marker["records"], marker["rejects"])
         self._records, self._rejects, self._rows, self._seed_ids = [], [], 0, []
         self.last_commit = time.monotonic()
@@ -175,26 +163,21 @@ def _signals_deferred():
             raise KeyboardInterrupt
 
 
-def _publish(out: Path, marker: dict) -> None:
-    for relative in marker["files"].values():
-        if relative is None:
-            continue
-        final = out / relative
-        temp = final.with_name(f".{final.name}.tmp")
-        if temp.exists():
-            os.replace(temp, final)
-
-
-def recover(out: Path) -> None:
-    """Finish interrupted commits, drop uncommitted temp files."""
-    for marker in iter_markers(out):
-        _publish(out, marker)
+def recover(out: str | Path | Location) -> None:
+    """Delete the parts no commit marker lists, and files a writer killed mid-write left; only
+    while no other writer works in `out`."""
+    out = Location.of(out)
+    listed = {name for marker in iter_markers(out) for name in marker["files"].values() if name}
+    for file in out.files(".tmp"):  # the manifest's, of a run killed while writing it
+        file.delete()
     for sub in (DATA, REJECTS, COMMITS):
-        for temp in (out / sub).glob(".*.tmp"):
-            log.info("removing uncommitted %s", temp)
-            temp.unlink()
+        for file in (out / sub).files():
+            if f"{sub}/{file.name}" not in listed and (sub != COMMITS or not file.name.startswith("part-")):
+                log.info("removing uncommitted %s", file)
+                file.delete()
 
 
-def _next_part_number(out: Path) -> int:
-    numbers = [int(p.stem.split("-")[1]) for p in (out / COMMITS).glob("part-*.json")]
+def _next_part_number(out: Location) -> int:
+    numbers = [int(marker.name.split("-")[1].split(".")[0]) for marker in (out / COMMITS).files(".json")
+               if marker.name.startswith("part-")]
     return max(numbers, default=0) + 1

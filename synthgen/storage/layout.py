@@ -1,12 +1,16 @@
 """A run directory's layout, owned here for its writer and every reader (resume, inspect, mix,
 dedup preload): the folder names, the shard schema (derived from the record models, so the record
-is declared once), and which parts are committed.
+is declared once), and which parts are committed. A run directory is a `Location`: a local
+folder or an object-store prefix.
 
-    OUT/_commits/part-N.json    commit markers: the seed ids a part covers, its files (the commit point)
-    OUT/data/part-N.parquet     accepted records
-    OUT/rejects/part-N.parquet  rejected samples, with stage, reason and raw answer
-    OUT/manifest.json           the run's summary
-    OUT/cache/                  teacher responses
+    OUT/_commits/part-N.json          commit markers: the seed ids a part covers, its files (the commit point)
+    OUT/data/part-N-WRITER.parquet    accepted records
+    OUT/rejects/part-N-WRITER.parquet rejected samples, with stage, reason and raw answer
+    OUT/manifest.json                 the run's summary
+    OUT/cache/                        teacher responses
+
+Readers honour only the parts a marker lists: a part without a marker (its writer died before
+committing) is never read, and the next writer deletes it.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import pyarrow as pa
 from pydantic import BaseModel
 
 from synthgen.engine.records import OPTIONAL_COLUMNS, Record, Reject
+from synthgen.storage.location import Location
 
 COMMITS = "_commits"
 DATA = "data"
@@ -77,28 +82,28 @@ def shard_row(item: Record, field_names: list[str], optional: tuple[str, ...] = 
     return row
 
 
-def commit_markers(out: Path) -> list[dict]:
+def commit_markers(out: str | Path | Location) -> list[dict]:
     return list(iter_markers(out))
 
 
-def iter_markers(out: Path) -> Iterator[dict]:
+def iter_markers(out: str | Path | Location) -> Iterator[dict]:
     """The commit markers one at a time: together they list every committed seed id, which a
     large run must not hold at once."""
-    for path in sorted((out / COMMITS).glob("part-*.json")):
-        yield json.loads(path.read_text())
+    for marker in (Location.of(out) / COMMITS).files(".json"):
+        if marker.name.startswith("part-"):
+            yield json.loads(marker.read_text())
 
 
-def committed_seed_ids(out: str | Path) -> Iterator[list[str]]:
-    for marker in iter_markers(Path(out)):
+def committed_seed_ids(out: str | Path | Location) -> Iterator[list[str]]:
+    for marker in iter_markers(out):
         yield marker["seed_ids"]
 
 
-def committed_files(out: Path, sub: str) -> list[Path]:
-    """The Parquet parts of `sub` (DATA or REJECTS) that committed markers list and that are
-    published: readers never see a part whose commit did not finish."""
-    files = [out / marker["files"][sub] for marker in commit_markers(out) if marker["files"].get(sub)]
-    return [file for file in files if file.is_file()]
+def committed_files(out: str | Path | Location, sub: str) -> list[Location]:
+    """The Parquet parts of `sub` (DATA or REJECTS) that commit markers list."""
+    out = Location.of(out)
+    return [out / marker["files"][sub] for marker in iter_markers(out) if marker["files"].get(sub)]
 
 
-def is_run(path: Path) -> bool:
-    return (path / COMMITS).is_dir()
+def is_run(path: str | Path | Location) -> bool:
+    return (Location.of(path) / COMMITS).is_dir()

@@ -10,18 +10,18 @@ import pyarrow as pa
 
 from synthgen.config.errors import UserError
 from synthgen.storage.layout import DATA, REJECT_COLUMNS, REJECTS, committed_files, record_schema
+from synthgen.storage.location import Location
 
 
-def connect(out: str | Path) -> duckdb.DuckDBPyConnection:
-    out = Path(out)
+def connect(out: str | Path | Location) -> duckdb.DuckDBPyConnection:
+    out = Location.of(out)
     if not out.is_dir():
         raise UserError(f"run directory not found: {out}")
     con = duckdb.connect()
-    files = {sub: [str(p) for p in committed_files(out, sub)] for sub in (DATA, REJECTS)}
+    files = {sub: committed_files(out, sub) for sub in (DATA, REJECTS)}
     for table, sub in (("data", DATA), ("rejects", REJECTS)):
         if files[sub]:
-            listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files[sub])
-            con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet([{listed}], union_by_name=true)")
+            attach_parquet(con, table, files[sub])
     # An empty side takes the other side's columns, so that queries naming workflow fields still bind.
     if not files[DATA] and files[REJECTS]:
         con.execute(f"CREATE VIEW data AS SELECT * EXCLUDE ({', '.join(REJECT_COLUMNS)}) FROM rejects WHERE false")
@@ -32,6 +32,19 @@ def connect(out: str | Path) -> duckdb.DuckDBPyConnection:
         for table, is_reject in (("data", False), ("rejects", True)):
             con.register(table, pa.Table.from_pylist([], schema=record_schema([], rejects=is_reject)))
     return con
+
+
+def attach_parquet(con: duckdb.DuckDBPyConnection, name: str, files: list[Location]) -> None:
+    """`name` as a view over Parquet `files`: DuckDB reads local files itself; files on object
+    storage through an Arrow dataset on pyarrow.fs (DuckDB's own S3 reader is an extension
+    downloaded at first use, which a machine without internet cannot)."""
+    if all(file.is_local for file in files):
+        listed = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
+        con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet([{listed}], union_by_name=true)")
+        return
+    import pyarrow.dataset as ds
+
+    con.register(name, ds.dataset([file.path for file in files], filesystem=files[0].fs, format="parquet"))
 
 
 # Every teacher call of a run, one row each, with the `Turn` fields as columns.
