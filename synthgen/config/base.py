@@ -51,6 +51,11 @@ def resolve_storage(value: str, info: ValidationInfo) -> str:
     return value.rstrip("/") if _URI.match(value) else str(resolve_path(value, info))
 
 
+def run_directory(value: str) -> str:
+    """A run directory given on the command line: a storage URI as it is, a path made absolute."""
+    return value.rstrip("/") if _URI.match(value) else str(Path(value).expanduser().resolve())
+
+
 def resolve_path(value: str, info: ValidationInfo) -> Path:
     problem = local_path_problem(value)
     if problem:

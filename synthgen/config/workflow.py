@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, Discriminator, Field, Tag, create_model, field_validator, model_validator
 
-from synthgen.config.base import EMBEDDED, SANDBOX_BACKENDS, SEED_VARIABLE, LocalPath, StoragePath, Strict, check_template
+from synthgen.config.base import EMBEDDED, SANDBOX_BACKENDS, SEED_VARIABLE, LocalPath, StoragePath, Strict, check_template, run_directory
 from synthgen.config.decontamination import Decontamination
 from synthgen.config.kinds import References, StepSpec, ValidatorSpec, check_validator_fields
 from synthgen.config.yaml_source import load_config
@@ -232,7 +232,7 @@ class WorkflowBase(Strict):
         if seeds is not None:
             workflow.seeds.path = str(Path(seeds).expanduser().resolve())
         if out is not None:
-            workflow.output.dir = str(Path(out).expanduser().resolve())
+            workflow.output.dir = run_directory(out)
         if workflow.output.dir is None:
             workflow.output.dir = str(Path("out", workflow.name).resolve())
         for teacher in workflow.teachers.values():
