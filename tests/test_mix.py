@@ -179,12 +179,12 @@ def test_report_of_a_real_run_renders_in_headless_chromium(ray_local, teacher, t
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
              f"--user-data-dir={tmp_path / 'profile'}"]
-    dom = subprocess.run([chromium, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    dom = subprocess.run([chromium, *flags, "--dump-dom", page.local.as_uri()], capture_output=True, text=True, timeout=120).stdout
     for section in SECTIONS:
         assert f'<section id="{section}">' in dom, section
     assert dom.count("<svg") >= 4, "plots are inline"
     screenshot = tmp_path / "report.png"
-    subprocess.run([chromium, *flags, "--window-size=1000,2500", f"--screenshot={screenshot}", page.as_uri()],
+    subprocess.run([chromium, *flags, "--window-size=1000,2500", f"--screenshot={screenshot}", page.local.as_uri()],
                    capture_output=True, timeout=120)
     assert screenshot.stat().st_size > 20_000
     assert (out / "report" / "funnel.svg").stat().st_size > 1000

@@ -1,6 +1,6 @@
 """Run directories on object storage: a real S3-protocol server (moto's, started here) takes a
 run's shards, markers, manifest, cache and report; a run killed with SIGKILL resumes from it
-with nothing lost or repeated; inspect, report and mix read it back. Every run is the real
+with nothing lost or repeated; inspect, report, decontaminate and mix read it back. Every run is the real
 command in a subprocess, with the standard AWS variables pointing at the server."""
 
 from __future__ import annotations
@@ -101,6 +101,10 @@ def test_a_run_on_s3_lands_whole_and_reads_back(s3, teacher, tmp_path):
     sent = teacher.total_requests
     again = synthgen_cli("run", str(workflow), "--out", run, "--limit", "30", cwd=tmp_path)
     assert again.returncode == 0 and teacher.total_requests == sent, "a finished run on S3 asked the teacher again"
+
+    cleaned = synthgen_cli("decontaminate", run, "--benchmarks", "humaneval", "--out", str(tmp_path / "decon"), cwd=tmp_path)
+    assert cleaned.returncode == 0, cleaned.stderr
+    assert json.loads((tmp_path / "decon" / "summary.json").read_text())["rows"] == manifest["counts"]["records"]
 
     recipe = tmp_path / "mix.yaml"
     recipe.write_text(f"name: from_s3\nsources:\n  - {{name: first, path: \"{run}\", weight: 1}}\nshard_rows: 100\n")

@@ -77,11 +77,11 @@ class BatchJournal:
         if self._cache is None:
             return []
         found = []
-        for record in (self._cache.location / JOURNAL).files(".json"):
+        for name, data in self._cache.read_files(JOURNAL, ".json"):
             try:
-                found.append(json.loads(record.read_text()))
-            except (OSError, ValueError):
-                log.warning("unreadable batch record %s skipped", record)
+                found.append(json.loads(data))
+            except ValueError:
+                log.warning("unreadable batch record %s skipped", name)
         return sorted(found, key=lambda entry: entry.get("written_at", 0.0))
 
 

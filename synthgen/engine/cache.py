@@ -11,7 +11,8 @@ rename; the run that owns the cache clears what a killed writer left there (`dis
 
 On object storage (a run directory at s3:// or gs://) an entry is one object, and every upload
 is whole: nothing is ever torn, and nothing is staged. A lookup there is a GET that the worker
-waits for; a local or shared-filesystem cache is the fast one."""
+waits for; a local or shared-filesystem cache is the fast one. The cache reaches object storage
+through any `Place` (storage.location.Location is one), so the engine knows no storage API."""
 
 from __future__ import annotations
 
@@ -19,30 +20,39 @@ import contextlib
 import json
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
-
-from synthgen.storage.location import Location
+from typing import Protocol
 
 log = logging.getLogger(__name__)
 
 STAGING = ".staging"
 
 
+class Place(Protocol):
+    """A folder or file on object storage, as the cache uses it."""
+
+    def __truediv__(self, relative: str) -> Place: ...
+    def read_bytes(self) -> bytes: ...  # FileNotFoundError when absent
+    def write_bytes(self, data: bytes) -> None: ...  # whole, or not at all
+    def files(self, suffix: str = "") -> Iterator[Place]: ...
+
+
 class ResponseCache:
-    def __init__(self, directory: str | Path | Location):
-        self.location = Location.of(directory)
-        self._root = str(self.location)  # keys are joined as strings: a Path per lookup costs more than the lookup
-        if self.location.is_local:
-            (self.location.local / STAGING).mkdir(parents=True, exist_ok=True)
+    def __init__(self, directory: str | Path | Place):
+        self._remote = None if isinstance(directory, (str, Path)) else directory
+        self._root = str(directory)  # keys are joined as strings: a Path per lookup costs more than the lookup
+        if self._remote is None:
+            (Path(directory) / STAGING).mkdir(parents=True, exist_ok=True)
         self._folders: set[str] = set()  # fan-out folders known to exist
 
     def _path(self, key: str) -> str:
         return f"{self._root}/{key[:3]}/{key}.json"
 
     def get(self, key: str) -> dict | None:
-        if not self.location.is_local:
+        if self._remote is not None:
             try:
-                return json.loads(Location(self._path(key)).read_bytes())
+                return json.loads((self._remote / f"{key[:3]}/{key}.json").read_bytes())
             except FileNotFoundError:
                 return None
         path = self._path(key)
@@ -60,8 +70,8 @@ class ResponseCache:
             return None
 
     def put(self, key: str, response: dict) -> None:
-        if not self.location.is_local:
-            Location(self._path(key)).write_bytes(json.dumps(response, ensure_ascii=False).encode())
+        if self._remote is not None:
+            (self._remote / f"{key[:3]}/{key}.json").write_bytes(json.dumps(response, ensure_ascii=False).encode())
             return
         folder = key[:3]
         if folder not in self._folders:
@@ -81,22 +91,31 @@ class ResponseCache:
 
     def write_file(self, relative: str, text: str) -> None:
         """Replace the file at `relative` (inside the cache) whole, or not at all."""
-        target = self.location / relative
-        if not target.is_local:
-            target.write_text(text)
+        if self._remote is not None:
+            (self._remote / relative).write_bytes(text.encode("utf-8"))
             return
-        target.local.parent.mkdir(parents=True, exist_ok=True)
-        temp = self.location.local / STAGING / f"{target.name}.{os.getpid()}.tmp"
+        target = Path(self._root) / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temp = Path(self._root) / STAGING / f"{target.name}.{os.getpid()}.tmp"
         temp.write_text(text, encoding="utf-8")
-        os.replace(temp, target.local)
+        os.replace(temp, target)
+
+    def read_files(self, folder: str, suffix: str) -> Iterator[tuple[str, bytes]]:
+        """Name and content of each file in `folder` (inside the cache) ending with `suffix`."""
+        if self._remote is not None:
+            for place in (self._remote / folder).files(suffix):
+                yield str(place), place.read_bytes()
+            return
+        for path in sorted((Path(self._root) / folder).glob(f"*{suffix}")):
+            try:
+                yield str(path), path.read_bytes()
+            except FileNotFoundError:
+                continue
 
 
 def discard_staged(directory: str | Path) -> None:
     """Drop what writers killed mid-write left; only while no process writes to this cache."""
-    location = Location.of(directory)
-    if not location.is_local:
-        return
-    staging = location.local / STAGING
+    staging = Path(directory) / STAGING
     for partial in staging.glob("*.tmp"):
         log.info("removing partial cache write %s", partial.name)
         partial.unlink(missing_ok=True)

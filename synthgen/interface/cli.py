@@ -196,7 +196,7 @@ def _decontaminate(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         error = exc.errors()[0]
         raise UserError(f"--{error['loc'][0]}: {error['msg']} (got {error['input']})") from None
-    summary = decontaminate_files([Path(p) for p in args.inputs], [b for b in args.benchmarks.split(",") if b],
+    summary = decontaminate_files(args.inputs, [b for b in args.benchmarks.split(",") if b],
                                   args.fields, Path(args.out), Params(ngram=args.ngram, jaccard=args.jaccard))
     print(f"{summary['rows']} rows: {summary['clean']} clean, {summary['flagged']} flagged "
           f"({', '.join(f'{k}: {v}' for k, v in summary['hits'].items()) or 'no hits'}) in {summary['elapsed_s']} s")
@@ -249,7 +249,7 @@ COMMANDS = {"decontaminate": _decontaminate, "seeds": _seeds, "mix": _mix, "repo
 # Arguments that name URLs, not paths; and those that name run directories, which may be on
 # object storage.
 _URL_ARGUMENTS = {"teacher_url", "address"}
-_RUN_DIRECTORIES = {("run", "out"), ("inspect", "dir"), ("report", "dir")}
+_RUN_DIRECTORIES = {("run", "out"), ("inspect", "dir"), ("report", "dir"), ("decontaminate", "inputs")}
 
 
 def _check_paths(args: argparse.Namespace) -> None:

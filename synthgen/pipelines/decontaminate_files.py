@@ -3,6 +3,7 @@ batches (bounded memory), into clean and flagged Parquet plus a summary."""
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import time
@@ -16,6 +17,8 @@ import pyarrow.parquet as pq
 from synthgen.config.decontamination import known_benchmarks
 from synthgen.engine.references import Params, ReferenceSetError, ReferenceIndex
 from synthgen.config.errors import UserError
+from synthgen.storage.layout import DATA, committed_files, is_run
+from synthgen.storage.location import Location
 
 log = logging.getLogger("synthgen")
 BATCH_ROWS = 1000
@@ -24,10 +27,13 @@ FLAG_COLUMNS = [("contamination_field", pa.string()), ("contamination_benchmark"
                 ("contamination_score", pa.float64())]
 
 
-def decontaminate_files(inputs: list[Path], benchmarks: list[str], fields: list[str] | None, out: Path,
+def decontaminate_files(inputs: list[str | Path], benchmarks: list[str], fields: list[str] | None, out: Path,
                         params: Params = Params()) -> dict:
+    """Inputs: Parquet/JSONL files or folders of them, or synthgen runs (their committed records),
+    local or on object storage."""
+    inputs = [Location.of(path) for path in inputs]
     for path in inputs:
-        if not path.exists():
+        if not path.exists() and not path.is_dir():
             raise UserError(f"input not found: {path}")
     named = {"humaneval", *known_benchmarks()}
     sources = [name if name in named or name.startswith("hf:") else str(Path(name).resolve()) for name in benchmarks]
@@ -92,19 +98,28 @@ def _flag(index: ReferenceIndex, table: pa.Table, fields: list[str]) -> list[dic
     return flags
 
 
-def _batches(inputs: list[Path]) -> Iterator[pa.Table | pa.RecordBatch]:
+def _input_files(path: Location) -> list[Location]:
+    if is_run(path):  # what the run committed, never a part of an unfinished commit
+        return committed_files(path, DATA)
+    if not path.is_dir():
+        return [path]
+    if path.is_local:
+        return [Location.of(p) for p in sorted(path.local.rglob("*")) if p.suffix in (".parquet", ".jsonl")]
+    return [file for file in path.files() if file.name.endswith((".parquet", ".jsonl"))]
+
+
+def _batches(inputs: list[Location]) -> Iterator[pa.Table | pa.RecordBatch]:
     for path in inputs:
-        files = sorted(p for p in path.rglob("*") if p.suffix in (".parquet", ".jsonl")) if path.is_dir() else [path]
-        for file in files:
-            if file.suffix == ".parquet":
-                yield from pq.ParquetFile(file).iter_batches(batch_size=BATCH_ROWS)
+        for file in _input_files(path):
+            if file.name.endswith(".parquet"):
+                yield from pq.ParquetFile(file.open_input_file()).iter_batches(batch_size=BATCH_ROWS)
             else:
                 yield from _jsonl_batches(file)
 
 
-def _jsonl_batches(file: Path) -> Iterator[pa.Table]:
+def _jsonl_batches(file: Location) -> Iterator[pa.Table]:
     rows: list[dict] = []
-    with file.open(encoding="utf-8") as handle:
+    with io.TextIOWrapper(file.fs.open_input_stream(file.path), encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue

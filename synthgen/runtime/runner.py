@@ -78,7 +78,8 @@ def run(workflow: WorkflowBase, *, source: SeedSource | None = None, curation: S
         prepare_validators(workflow)
         stack.enter_context(ray_session(address))
         seeds = _stream_until_settled(workflow, source, estimate, api_keys, writer, out, report, progress_interval_s)
-        discard_staged((out / CACHE).uri)  # writes of workers killed mid-run; the pool is gone now
+        if out.is_local:
+            discard_staged(out.local / CACHE)  # writes of workers killed mid-run; the pool is gone now
     if seeds is not None:
         seeds.add(curation or SeedCounts())
         seeds.log_skipped()

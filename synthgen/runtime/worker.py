@@ -28,6 +28,7 @@ from synthgen.runtime.limiter import LeasedLimiter
 from synthgen.runtime.seed_stream import decode_seeds
 from synthgen.runtime.shared import ActorState
 from synthgen.runtime.writer import settled_batch
+from synthgen.storage.location import Location
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,8 @@ class WorkflowWorker:
         # Built on first call, inside the actor's event loop, which owns the HTTP connections.
         import ray
 
-        cache = ResponseCache(self.cache_dir)
+        place = Location.of(self.cache_dir)
+        cache = ResponseCache(place.local if place.is_local else place)
         node = ray.get_runtime_context().get_node_id()
         alive = lifeline(self.driver, node) if self.driver is not None else None
         teachers = {
