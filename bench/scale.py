@@ -102,7 +102,7 @@ def one_size(seeds: int, url: str, work: Path, kill_at: float | None = None) -> 
     result |= {"wall_s": round(wall, 1), "req_per_s": round(seeds / wall, 1),
                "driver_peak_mb": round(sampler.peak_driver), "worker_peak_mb": round(sampler.peak_worker),
                "all_peak_mb": round(sampler.peak_all), "requests": _teacher_requests(url) - requests_before}
-    rows, distinct = duckdb.sql(f"SELECT count(*), count(DISTINCT seed_id) FROM read_parquet('{out}/data/*.parquet')").fetchone()
+    [(rows, distinct)] = duckdb.sql(f"SELECT count(*), count(DISTINCT seed_id) FROM read_parquet('{out}/data/*.parquet')").fetchall()
     result |= {"rows": rows, "written_twice": rows - distinct}
     return result
 
