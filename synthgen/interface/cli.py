@@ -222,7 +222,7 @@ def _mix(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from synthgen.interface.report import write_report
 
-    page = write_report(Path(args.dir))
+    page = write_report(args.dir)
     print(f"report: {page}")
     return EXIT_OK
 

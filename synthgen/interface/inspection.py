@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from synthgen.interface.report import write_report
+from synthgen.storage.query import RUN_END_MEMORY
 
 if TYPE_CHECKING:
     from synthgen.runtime.runner import RunReport
@@ -55,6 +56,6 @@ def print_run_report(name: str, report: RunReport) -> None:
           f"({report.processed} seeds run now, {report.skipped_committed} already committed)")
     print(format_summary(report.summary))
     print(f"shards: {report.out}/data (records), {report.out}/rejects; manifest: {report.out}/manifest.json")
-    print(f"report: {write_report(report.out)}")
+    print(f"report: {write_report(report.out, RUN_END_MEMORY)}")
     if report.message:
         print(report.message)

@@ -20,10 +20,10 @@ SAMPLES = 3
 SECTIONS = ("overview", "funnel", "rejects", "lengths", "teachers", "throughput", "contamination", "samples")
 
 
-def write_report(out: str | Path | Location) -> Location:
+def write_report(out: str | Path | Location, memory_limit: str | None = None) -> Location:
     """Write OUT/report/index.html (+ each plot as an SVG file) for the run in `out`; return the page's location."""
     out = Location.of(out)
-    con = connect(out)
+    con = connect(out, memory_limit)
     summary = summarize(con)
     manifest = json.loads((out / MANIFEST).read_text()) if (out / MANIFEST).exists() else {}
     folder = out / "report"
@@ -129,20 +129,25 @@ def _rejects(page: _Page, summary: dict) -> str:
     return page_image + _table(["count", "stage", "reason"], [[r["count"], r["stage"], r["reason"]] for r in rows])
 
 
+HISTOGRAM_SAMPLE = 20_000  # rows a histogram is drawn from (a uniform sample of a larger run)
+CURVE_POINTS = 400
+
+
 def _lengths(page: _Page, con) -> str:
-    rows = con.execute(
-        """SELECT (SELECT sum(t.tokens_out) FROM unnest(turns) AS u(t)) AS tokens,
-                  (SELECT sum(length(m.content)) FROM unnest(messages) AS v(m)) AS chars FROM data"""
-    ).fetchall()
-    tokens = [r[0] or 0 for r in rows]
-    chars = [r[1] or 0 for r in rows]
-    if not rows:
+    """Length statistics computed by DuckDB over every record; the histogram from a sample, so
+    that a run of millions of records is never fetched into Python."""
+    per_record = """SELECT (SELECT sum(t.tokens_out) FROM unnest(turns) AS u(t)) AS tokens,
+                           (SELECT sum(length(m.content)) FROM unnest(messages) AS v(m)) AS chars FROM data"""
+    stats = con.execute(f"""SELECT count(*), min(tokens), median(tokens), max(tokens), min(chars), median(chars), max(chars)
+                            FROM (SELECT coalesce(tokens, 0) AS tokens, coalesce(chars, 0) AS chars FROM ({per_record}))""").fetchone()
+    if not stats[0]:
         return "<p>no accepted records</p>"
+    tokens = [r[0] or 0 for r in con.execute(f"SELECT tokens FROM ({per_record}) USING SAMPLE {HISTOGRAM_SAMPLE} ROWS").fetchall()]
     image = page.plot("lengths", charts.histogram(tokens, min(30, max(5, len(tokens))),
                                                   "teacher tokens per accepted record", "records"))
-    stats = [["teacher tokens per record", min(tokens), sorted(tokens)[len(tokens) // 2], max(tokens)],
-             ["characters of messages per record", min(chars), sorted(chars)[len(chars) // 2], max(chars)]]
-    return image + _table(["", "min", "median", "max"], stats)
+    rows = [["teacher tokens per record", *(round(v) for v in stats[1:4])],
+            ["characters of messages per record", *(round(v) for v in stats[4:7])]]
+    return image + _table(["", "min", "median", "max"], rows)
 
 
 def _teachers(summary: dict) -> str:
@@ -156,20 +161,21 @@ def _teachers(summary: dict) -> str:
 
 
 def _throughput(page: _Page, con) -> str:
-    """Samples settled over the run, cumulative, at the moments they settled (at most 400 points,
-    so a one-second run and a one-day run both draw as a curve)."""
-    times = [r[0] for r in con.execute(
-        "SELECT epoch_ms(created_at) / 1000.0 FROM (SELECT created_at FROM data UNION ALL SELECT created_at FROM rejects) ORDER BY 1"
-    ).fetchall()]
-    if not times:
+    """Samples settled over the run, cumulative, at the moments they settled (at most
+    CURVE_POINTS points, picked by DuckDB, so a one-second run and a one-day run both draw as a
+    curve and neither is fetched whole)."""
+    settled = "SELECT epoch_ms(created_at) / 1000.0 AS t FROM (SELECT created_at FROM data UNION ALL SELECT created_at FROM rejects)"
+    count, first, last = con.execute(f"SELECT count(*), min(t), max(t) FROM ({settled})").fetchone()
+    if not count:
         return "<p>nothing settled</p>"
-    span = max(times[-1] - times[0], 0.001)
+    every = max(1, count // CURVE_POINTS)
+    points = con.execute(f"""SELECT t, n FROM (SELECT t, row_number() OVER (ORDER BY t) AS n FROM ({settled}))
+                             WHERE (n - 1) % {every} = 0 OR n = {count} ORDER BY n""").fetchall()
+    span = max(last - first, 0.001)
     unit, scale = ("hours", 3600) if span > 7200 else ("minutes", 60) if span > 600 else ("seconds", 1)
-    every = max(1, len(times) // 400)
-    picked = [*range(0, len(times), every), len(times) - 1]
-    image = page.plot("throughput", charts.steps([(times[i] - times[0]) / scale for i in picked], [i + 1 for i in picked],
+    image = page.plot("throughput", charts.steps([(t - first) / scale for t, _ in points], [n for _, n in points],
                                                  f"{unit} into the run", "samples settled (cumulative)"))
-    return image + _table(["samples settled", "span s", "per second"], [[len(times), round(span, 1), round(len(times) / span, 2)]])
+    return image + _table(["samples settled", "span s", "per second"], [[count, round(span, 1), round(count / span, 2)]])
 
 
 def _contamination(summary: dict) -> str:

@@ -39,7 +39,7 @@ from synthgen.runtime.writer import ShardWriter, read_settled_batch
 from synthgen.seeds.load import SeedCounts
 from synthgen.storage.layout import CACHE, MANIFEST, iter_markers
 from synthgen.storage.location import Location
-from synthgen.storage.query import connect, summarize
+from synthgen.storage.query import RUN_END_MEMORY, connect, summarize
 
 log = logging.getLogger("synthgen")
 PIPELINE_ROUNDS = 3
@@ -84,7 +84,7 @@ def run(workflow: WorkflowBase, *, source: SeedSource | None = None, curation: S
         seeds.add(curation or SeedCounts())
         seeds.log_skipped()
     report.elapsed_s = time.monotonic() - started
-    report.summary = summarize(connect(out))
+    report.summary = summarize(connect(out, RUN_END_MEMORY))
     _add_costs(report.summary, workflow)
     if report.unsettled and report.status == "done":
         report.status = "partial"

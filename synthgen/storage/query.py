@@ -3,6 +3,8 @@ manifest records and `synthgen inspect` prints, and free queries."""
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import duckdb
@@ -13,11 +15,18 @@ from synthgen.storage.layout import DATA, REJECT_COLUMNS, REJECTS, committed_fil
 from synthgen.storage.location import Location
 
 
-def connect(out: str | Path | Location) -> duckdb.DuckDBPyConnection:
+# What the queries at the end of a run may hold in memory before DuckDB spills to disk: the
+# driver's memory must not grow with the run (counting a million distinct seed ids takes ~60 MB).
+RUN_END_MEMORY = "48MB"
+
+
+def connect(out: str | Path | Location, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
     out = Location.of(out)
     if not out.is_dir():
         raise UserError(f"run directory not found: {out}")
-    con = duckdb.connect()
+    # Spills go to the system's temp folder (DuckDB's default is `.tmp` in the working directory).
+    config = {"temp_directory": os.path.join(tempfile.gettempdir(), "synthgen-duckdb")}
+    con = duckdb.connect(config=config | ({"memory_limit": memory_limit} if memory_limit else {}))
     files = {sub: committed_files(out, sub) for sub in (DATA, REJECTS)}
     for table, sub in (("data", DATA), ("rejects", REJECTS)):
         if files[sub]:
