@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import duckdb
+
 from synthgen.interface.report import write_report
 from synthgen.storage.query import RUN_END_MEMORY
 
@@ -56,6 +58,9 @@ def print_run_report(name: str, report: RunReport) -> None:
           f"({report.processed} seeds run now, {report.skipped_committed} already committed)")
     print(format_summary(report.summary))
     print(f"shards: {report.out}/data (records), {report.out}/rejects; manifest: {report.out}/manifest.json")
-    print(f"report: {write_report(report.out, RUN_END_MEMORY)}")
+    try:
+        print(f"report: {write_report(report.out, RUN_END_MEMORY)}")
+    except duckdb.Error as exc:  # the run's data is committed; the page is one command away
+        print(f"report: not written ({str(exc).splitlines()[0]}); `synthgen report {report.out}` writes it")
     if report.message:
         print(report.message)

@@ -26,7 +26,9 @@ def connect(out: str | Path | Location, memory_limit: str | None = None) -> duck
         raise UserError(f"run directory not found: {out}")
     # Spills go to the system's temp folder (DuckDB's default is `.tmp` in the working directory).
     config = {"temp_directory": os.path.join(tempfile.gettempdir(), "synthgen-duckdb")}
-    con = duckdb.connect(config=config | ({"memory_limit": memory_limit} if memory_limit else {}))
+    if memory_limit:  # one thread and no insertion order: what lets DuckDB stay within the limit
+        config |= {"memory_limit": memory_limit, "threads": 1, "preserve_insertion_order": False}
+    con = duckdb.connect(config=config)
     files = {sub: committed_files(out, sub) for sub in (DATA, REJECTS)}
     for table, sub in (("data", DATA), ("rejects", REJECTS)):
         if files[sub]:
