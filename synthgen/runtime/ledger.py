@@ -3,8 +3,9 @@ before the round, or handed to the writer during it). Its shards are actors that
 in SQLite's private temporary database (on disk beyond a small page cache, deleted when the
 connection closes), so neither they nor the driver hold a run's ids in memory.
 
-Each read task claims its seeds under its own number: a task Ray runs again after a failure gets
-its own seeds back as new, while a second copy of a seed elsewhere in the input is a duplicate."""
+Each read task claims its seeds under its own number and their place in its reading order: a
+task Ray runs again after a failure reads the same seeds in the same order and gets them back as
+new, while a second copy of a seed anywhere in the input (in the same task too) is a duplicate."""
 
 from __future__ import annotations
 
@@ -25,31 +26,33 @@ class LedgerShard:
     def __init__(self, out: str, shard: int, shards: int):
         self.db = sqlite3.connect("", isolation_level=None)
         self.db.execute(f"PRAGMA cache_size=-{PAGE_CACHE_KB}")
-        # owner: the read task that claimed the id (NULL: committed before the round, not yet read)
-        self.db.execute("CREATE TABLE ids (id TEXT PRIMARY KEY, owner INTEGER, settled INTEGER NOT NULL) WITHOUT ROWID")
+        # owner, place: the read task that claimed the id and where in its reading order (NULL:
+        # committed before the round, not read yet)
+        self.db.execute("CREATE TABLE ids (id TEXT PRIMARY KEY, owner INTEGER, place INTEGER, settled INTEGER NOT NULL) WITHOUT ROWID")
         self.committed = 0
         self.db.execute("BEGIN")
         for seed_ids in committed_seed_ids(out):
             mine = [(seed_id,) for seed_id in seed_ids if shard_of(seed_id, shards) == shard]
-            self.committed += self.db.executemany("INSERT OR IGNORE INTO ids VALUES (?, NULL, 1)", mine).rowcount
+            self.committed += self.db.executemany("INSERT OR IGNORE INTO ids VALUES (?, NULL, NULL, 1)", mine).rowcount
         self.db.execute("COMMIT")
         self.counts: dict[int, SeedCounts] = {}
 
-    def claim(self, seed_ids: list[str], owner: int) -> list[str]:
+    def claim(self, seeds: list[tuple[str, int]], owner: int) -> list[str]:
+        """`seeds`: (seed id, place in the task's reading order) pairs."""
         statuses = []
         self.db.execute("BEGIN")
-        for seed_id in seed_ids:
-            row = self.db.execute("SELECT owner, settled FROM ids WHERE id = ?", (seed_id,)).fetchone()
+        for seed_id, place in seeds:
+            row = self.db.execute("SELECT owner, place, settled FROM ids WHERE id = ?", (seed_id,)).fetchone()
             if row is None:
-                self.db.execute("INSERT INTO ids VALUES (?, ?, 0)", (seed_id, owner))
+                self.db.execute("INSERT INTO ids VALUES (?, ?, ?, 0)", (seed_id, owner, place))
                 statuses.append(NEW)
             elif row[0] is None:
-                self.db.execute("UPDATE ids SET owner = ? WHERE id = ?", (owner, seed_id))
+                self.db.execute("UPDATE ids SET owner = ?, place = ? WHERE id = ?", (owner, place, seed_id))
                 statuses.append(COMMITTED)
-            elif row[0] != owner:
+            elif (row[0], row[1]) != (owner, place):
                 statuses.append(DUPLICATE)
             else:
-                statuses.append(COMMITTED if row[1] else NEW)
+                statuses.append(COMMITTED if row[2] else NEW)
         self.db.execute("COMMIT")
         return statuses
 
@@ -59,7 +62,7 @@ class LedgerShard:
         self.db.execute("BEGIN")
         for seed_id in seed_ids:
             if self.db.execute("UPDATE ids SET settled = 1 WHERE id = ? AND settled = 0", (seed_id,)).rowcount or \
-                    self.db.execute("INSERT OR IGNORE INTO ids VALUES (?, NULL, 1)", (seed_id,)).rowcount:
+                    self.db.execute("INSERT OR IGNORE INTO ids VALUES (?, NULL, NULL, 1)", (seed_id,)).rowcount:
                 fresh.append(seed_id)
         self.db.execute("COMMIT")
         return fresh
@@ -89,9 +92,11 @@ class Ledger:
     def start(cls, out: str, shards: int) -> Ledger:
         return cls([LedgerShard.remote(out, shard, shards) for shard in range(shards)])
 
-    def claim(self, seed_ids: list[str], owner: int) -> list[str]:
+    def claim(self, seed_ids: list[str], owner: int, first_place: int) -> list[str]:
+        """Claim the ids read by task `owner` from place `first_place` of its reading order on."""
         parts = self._split(seed_ids)
-        answers = ray.get([self.shards[s].claim.remote([seed_ids[i] for i in part], owner) for s, part in parts])
+        answers = ray.get([self.shards[s].claim.remote([(seed_ids[i], first_place + i) for i in part], owner)
+                           for s, part in parts])
         statuses = [""] * len(seed_ids)
         for (_, part), answer in zip(parts, answers):
             for index, status in zip(part, answer):

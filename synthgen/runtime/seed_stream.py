@@ -65,8 +65,15 @@ def _balanced(files: list[Path], groups: int) -> list[list[Path]]:
 
 def _read(files: list[Path], owner: int, source: SeedSource, ledger: Ledger, batch: int, lone: bool) -> Iterator[pa.Table]:
     counts = SeedCounts()
-    seeds = kept_seeds(read_files(files, source, counts.skip, lone), source, counts,
-                       lambda seed_ids: ledger.claim(seed_ids, owner))
+    read = 0
+
+    def claim(seed_ids: list[str]) -> list[str]:
+        nonlocal read
+        statuses = ledger.claim(seed_ids, owner, read)
+        read += len(seed_ids)
+        return statuses
+
+    seeds = kept_seeds(read_files(files, source, counts.skip, lone), source, counts, claim)
     for chunk in batched(seeds, batch):
         yield pa.table({SEEDS_COLUMN: [encode_seeds(chunk)]})
     ledger.report(owner, counts)
