@@ -157,3 +157,11 @@ def test_sigkill_mid_run_on_s3_then_resume_loses_and_repeats_nothing(s3, tmp_pat
     assert set(ids) == {seed.seed_id for seed in SEEDS}, "a seed was lost"
     assert sorted(_committed_ids(run)) == sorted(ids)
     assert "data/part-999999-deadbeef.parquet" not in _objects(run), "the uncommitted part was left behind"
+
+
+def test_an_object_store_that_does_not_answer_is_a_clear_error(tmp_path):
+    env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}", "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y"}
+    for args in [("inspect", "s3://bucket/run"), ("report", "s3://bucket/run")]:
+        result = synthgen_cli(*args, env=env, cwd=tmp_path)
+        assert result.returncode == 1 and "s3://bucket/run: the object store did not answer" in result.stderr, result.stderr
+        assert "AWS_ENDPOINT_URL" in result.stderr and "Traceback" not in result.stderr

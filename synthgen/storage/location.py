@@ -90,7 +90,7 @@ class Location:
     def exists(self) -> bool:
         import pyarrow.fs as pafs
 
-        return self.fs.get_file_info(self.path).type != pafs.FileType.NotFound
+        return self._info(self.path).type != pafs.FileType.NotFound
 
     def is_dir(self) -> bool:
         import pyarrow.fs as pafs
@@ -98,7 +98,17 @@ class Location:
         if self.is_local:
             return self.local.is_dir()
         # An object store has no folders: a prefix with objects under it is one.
-        return any(True for _ in self.fs.get_file_info(pafs.FileSelector(self.path, allow_not_found=True)))
+        return any(True for _ in self._info(pafs.FileSelector(self.path, allow_not_found=True)))
+
+    def _info(self, what):
+        """File info, with a store that does not answer (endpoint, credentials) a user error."""
+        try:
+            return self.fs.get_file_info(what)
+        except OSError as exc:
+            if self.is_local:
+                raise
+            raise UserError(f"{self.uri}: the object store did not answer ({str(exc).splitlines()[0][:300]}); "
+                            "check AWS_ENDPOINT_URL / AWS_REGION and the credentials variables") from None
 
     def make_dirs(self) -> None:
         if self.is_local:
@@ -154,7 +164,7 @@ class Location:
         """The files directly under this folder, by name."""
         import pyarrow.fs as pafs
 
-        infos = self.fs.get_file_info(pafs.FileSelector(self.path, allow_not_found=True))
+        infos = self._info(pafs.FileSelector(self.path, allow_not_found=True))
         names = sorted(posixpath.basename(i.path) for i in infos if i.type == pafs.FileType.File)
         for name in names:
             if name.endswith(suffix):
