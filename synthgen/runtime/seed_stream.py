@@ -92,9 +92,10 @@ def check_source(source: SeedSource) -> int:
     unknown format, nothing readable); return about how many seeds it holds. Reads until the
     first seed, so a large source costs nothing here."""
     path = source_path(source)
+    files = seed_files(path)
     counts = SeedCounts()
-    if next(read_files(seed_files(path), source, counts.skip, lone=not path.is_dir()), None) is None:
+    if next(read_files(files, source, counts.skip, lone=not path.is_dir()), None) is None:
         counts.log_skipped()
         raise UserError(f"no seeds found in {path} (format {source.format}, {counts.skipped} unreadable)")
-    rows = estimate_rows(seed_files(path), source)
+    rows = estimate_rows(files, source)
     return rows if source.limit is None else min(rows, source.limit)
