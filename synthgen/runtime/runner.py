@@ -33,7 +33,7 @@ from synthgen.runtime.limiter import create_limiter
 from synthgen.runtime.progress import Progress
 from synthgen.runtime.seed_stream import SeedFiles, check_source
 from synthgen.runtime.shared import create_shared_states
-from synthgen.runtime.tally import LiveProgress, TallyActor
+from synthgen.runtime.tally import LiveProgress, TallyActor, retire_workers
 from synthgen.runtime.worker import WorkflowWorker
 from synthgen.runtime.writer import ShardWriter, read_settled_batch
 from synthgen.seeds.load import SeedCounts
@@ -260,6 +260,8 @@ def _stream(workflow, source: SeedSource, estimate: int, ledger: Ledger, api_key
         blocks.close()
         if not exhausted:
             _join_stream_threads(threads_before)
+        if pipeline_failed:  # another round follows, and needs the CPU slots
+            retire_workers(tally)
         writer.commit()
         report.processed += progress.done
         progress.log()

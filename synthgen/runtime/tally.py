@@ -1,6 +1,7 @@
 """Live counts from the workers: each reports its settled seeds at most once a second, so the
 driver can show progress while batches are still running (results reach the driver only a
-whole batch at a time, and then the driver's own counts take over)."""
+whole batch at a time, and then the driver's own counts take over). The tally also knows the
+round's workers, so that the driver can end them when the round ends."""
 
 from __future__ import annotations
 
@@ -18,6 +19,13 @@ log = logging.getLogger(__name__)
 class TallyActor:
     def __init__(self):
         self.counts: dict[str, int] = {}
+        self.workers: list = []
+
+    def enlist(self, worker) -> None:
+        self.workers.append(worker)
+
+    def enlisted(self) -> list:
+        return self.workers
 
     def add(self, counts: dict[str, int]) -> None:
         for key, value in counts.items():
@@ -25,6 +33,20 @@ class TallyActor:
 
     def snapshot(self) -> dict[str, int]:
         return dict(self.counts)
+
+
+def retire_workers(tally, timeout_s: float = 10.0) -> None:
+    """End the round's workers once their queued calls are done. Ray Data drops its handles to
+    them when the stream closes, but after a failed round a handle can stay referenced in the
+    driver, and the idle worker then keeps its CPU slot: the next round's pool waits for that
+    slot for ever."""
+    try:
+        workers = ray.get(tally.enlisted.remote(), timeout=timeout_s)
+    except ray.exceptions.RayError as exc:
+        log.warning("could not list the round's workers to end them: %s", exc)
+        return
+    for worker in workers:
+        worker.__ray_terminate__.remote()
 
 
 class LiveProgress:

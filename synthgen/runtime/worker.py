@@ -46,6 +46,10 @@ class WorkflowWorker:
         self.api_keys = api_keys
         self.cache_dir = cache_dir
         self.limiter = limiter
+        if tally is not None:
+            import ray
+
+            tally.enlist.remote(ray.get_runtime_context().current_actor)
         self._runner: WorkflowRunner | None = None
         self._sandbox = None
         self._loop: asyncio.AbstractEventLoop | None = None
