@@ -1,5 +1,5 @@
 """Decontamination and dedup: disguised HumanEval items are caught, clean text is not, the
-thresholds hold at their edges, dedup works across workers and across a resume."""
+thresholds hold at their edges, dedup works across workers, fingerprint shards and a resume."""
 
 from __future__ import annotations
 
@@ -146,7 +146,7 @@ validators:
   dedup: {{jaccard: 0.8}}
 messages: [{{role: user, content: "{{{{ seed.text }}}}"}}, {{role: assistant, content: "{{{{ answer }}}}"}}]
 output: {{shard_rows: 2, commit_interval_s: 1}}
-runtime: {{workers: 2, seeds_per_batch: 2}}
+runtime: {{workers: 2, seeds_per_batch: 2, state_shards: 3}}
 """
     )
     return path

@@ -138,6 +138,11 @@ class Runtime(Strict):
         description="seeds per Ray task; default: the largest teacher max_in_flight, 8 to 128 (a Ray Data task "
         "costs ~15 ms of CPU across processes, so larger is cheaper; smaller commits sooner)",
     )
+    state_shards: int | None = Field(
+        None, ge=1, le=256,
+        description="actors holding each validator's run-wide state (dedup's fingerprints), split by key; "
+        "default: one per node",
+    )
 
     def batch_size(self, max_in_flight: int) -> int:
         return self.seeds_per_batch or min(128, max(8, max_in_flight))

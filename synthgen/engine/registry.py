@@ -62,21 +62,21 @@ def prepare_validators(workflow: WorkflowBase) -> None:
             prepare(name, spec, workflow)
 
 
-def shared_state(spec: ValidatorSpec) -> Any | None:
-    """A fresh run-wide state for this validator, or None when its kind keeps none."""
+def shared_state(spec: ValidatorSpec, shard: int = 0, shards: int = 1) -> Any | None:
+    """A fresh shard of this validator's run-wide state, or None when its kind keeps none."""
     make = validator_kind(spec).shared
-    return None if make is None else make(spec)
+    return None if make is None else make(spec, shard, shards)
 
 
 def build_validators(workflow: WorkflowBase, services: Services) -> dict[str, Validator]:
     """The workflow's validators, ready, by name, those that run last at the end. Without a host
     for shared state (`services.shared`), each validator's run-wide state lives in this process."""
     specs = workflow.validators
-    states: dict[str, InProcess] = {}
+    states: dict[str, list[InProcess]] = {}
 
-    def in_process(name: str) -> InProcess:
+    def in_process(name: str) -> list[InProcess]:
         if name not in states:
-            states[name] = InProcess(shared_state(specs[name]))
+            states[name] = [InProcess(shared_state(specs[name]))]
         return states[name]
 
     services = replace(services, shared=services.shared or in_process,

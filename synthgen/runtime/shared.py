@@ -1,5 +1,5 @@
-"""Validators' run-wide shared state on Ray: one actor per validator that keeps any (dedup's
-fingerprints, say), called by every worker on every node. On resume the state absorbs the
+"""Validators' run-wide shared state on Ray: per validator, shard actors that keep it (dedup's
+fingerprints, say), called by every worker on every node. On resume the shards absorb the
 committed records first, so what was accepted before a crash still counts."""
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ ABSORB_BATCH = 2000
 
 @ray.remote(num_cpus=0)
 class SharedStateActor:
-    def __init__(self, spec: Any):
-        self.state = shared_state(spec)
+    def __init__(self, spec: Any, shard: int, shards: int):
+        self.state = shared_state(spec, shard, shards)
 
     def call(self, method: str, *args: Any) -> Any:
         return getattr(self.state, method)(*args)
@@ -33,7 +33,7 @@ class SharedStateActor:
 
 
 class ActorState:
-    """A worker's handle on one validator's state in its actor: `await handle.method(...)`."""
+    """A worker's handle on one shard of a validator's state: `await handle.method(...)`."""
 
     def __init__(self, actor):
         self._actor = actor
@@ -45,18 +45,23 @@ class ActorState:
         return call
 
 
-def create_shared_states(workflow: WorkflowBase, out: Location) -> dict[str, Any]:
-    """An actor per validator that keeps run-wide state, loaded with the committed records."""
-    actors = {name: SharedStateActor.remote(spec) for name, spec in workflow.validators.items()
-              if validator_kind(spec).shared is not None}
+def create_shared_states(workflow: WorkflowBase, out: Location) -> dict[str, list[Any]]:
+    """The shard actors of each validator that keeps run-wide state, loaded with the committed
+    records; spread over the nodes."""
+    shards = workflow.runtime.state_shards or max(1, len([node for node in ray.nodes() if node["Alive"]]))
+    actors = {
+        name: [SharedStateActor.options(scheduling_strategy="SPREAD").remote(spec, shard, shards) for shard in range(shards)]
+        for name, spec in workflow.validators.items() if validator_kind(spec).shared is not None
+    }
     if not actors:
         return {}
+    everyone = [actor for shard_actors in actors.values() for actor in shard_actors]
     loaded = 0
     for file in committed_files(out, DATA):
         for batch in pq.ParquetFile(file.open_input_file()).iter_batches(batch_size=ABSORB_BATCH, columns=["record_id", *workflow.field_names]):
             rows = batch.to_pylist()
             record_ids = [row.pop("record_id") for row in rows]
-            ray.get([actor.absorb.remote(record_ids, rows) for actor in actors.values()])
+            ray.get([actor.absorb.remote(record_ids, rows) for actor in everyone])
             loaded += len(rows)
     if loaded:
         log.info("run-wide validator state: %d committed records absorbed", loaded)

@@ -90,7 +90,7 @@ class WorkflowWorker:
             name: TeacherClient(name, config, cache, self.api_keys.get(name), self._leases(name, config), alive)
             for name, config in self.workflow.teachers.items()
         }
-        services = Services(sandbox=self._open_sandbox, shared=lambda name: ActorState(self.shared_states[name]))
+        services = Services(sandbox=self._open_sandbox, shared=lambda name: [ActorState(shard) for shard in self.shared_states[name]])
         validators = build_validators(self.workflow, services)
         return WorkflowRunner(self.workflow, teachers, node=node, validators=validators)
 

@@ -15,7 +15,7 @@ from synthgen.config.errors import UserError
 from synthgen.config.workflow import SeedSource
 from synthgen.engine.records import Seed
 from synthgen.engine.validators.decontaminate import index_for
-from synthgen.engine.validators.dedup import LocalRegistry, first_claims
+from synthgen.engine.validators.dedup import FingerprintShard, first_claims
 from synthgen.seeds.read import read_seeds
 
 log = logging.getLogger(__name__)
@@ -131,7 +131,7 @@ def screen(source: SeedSource, counts: SeedCounts) -> Callable[[Seed], bool]:
     """The seed-side use of the validators' machinery: near-duplicate and benchmark screening,
     each dropped seed counted with its reason. Near-duplicate screening keeps the first of a
     group, so it needs the seeds in one order (the stream reads such a source in one task)."""
-    registry = LocalRegistry(source.near_dedup) if source.near_dedup is not None else None
+    registry = FingerprintShard(source.near_dedup) if source.near_dedup is not None else None
     index = index_for(source.decontaminate, "seeds.decontaminate") if source.decontaminate is not None else None
 
     def keep(seed: Seed) -> bool:

@@ -42,12 +42,12 @@ class Validator(Protocol):
 @dataclass
 class Services:
     """What the host (a worker, a test) lends validators: the sandbox pool (opened on first
-    need), and each validator's run-wide shared state by validator name: an in-process object
-    here, one Ray actor for all workers in a run. Shared state is called as
-    `await state.method(...)` either way."""
+    need), and each validator's run-wide shared state by validator name, as its shards: one
+    in-process object here, Ray actors shared by all workers in a run. A shard is called as
+    `await shard.method(...)` either way."""
 
     sandbox: Callable[[], Any] | None = None
-    shared: Callable[[str], Any] | None = None
+    shared: Callable[[str], list[Any]] | None = None
     # The fields a teacher wrote as free text (what the text quality gates check by default).
     text_fields: tuple[str, ...] = ()
 
@@ -60,9 +60,10 @@ class ValidatorKind:
     # Once per run, before any worker starts (fail fast, build indexes): (name, spec, workflow);
     # raises UserError when the validator cannot work here.
     prepare: Callable[[str, Any, Any], None] | None = None
-    # Run-wide state, one per validator name: made from the spec, with plain methods; its
-    # `absorb(record_ids, fields)` (if it has one) is given the committed records on resume.
-    shared: Callable[[Any], Any] | None = None
+    # Run-wide state, one per validator name, in shards: made from (spec, shard, shards), with
+    # plain methods; `absorb(record_ids, fields)` (if it has one) is given every committed
+    # record on resume, and keeps what belongs to its shard.
+    shared: Callable[[Any, int, int], Any] | None = None
 
 
 class InProcess:

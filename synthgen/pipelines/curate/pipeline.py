@@ -24,7 +24,7 @@ from synthgen.config.errors import UserError
 from synthgen.config.workflow import SeedSource
 from synthgen.engine.embedded_teacher import EmbeddedTeacher
 from synthgen.engine.userdirs import cache_dir
-from synthgen.engine.validators.dedup import LocalRegistry, first_claims
+from synthgen.engine.validators.dedup import FingerprintShard, first_claims
 from synthgen.pipelines.curate.filters import check, topics
 from synthgen.pipelines.curate.scoring import Classifier, judge
 from synthgen.runtime.cluster import map_rows
@@ -138,7 +138,7 @@ def _filter_batch(batch: pa.Table, settings: dict) -> pa.Table:
 
 
 def _dedup(candidates: list[dict], config: CurateConfig, rejects: list[dict]) -> list[dict]:
-    registry = LocalRegistry(config.near_dedup or 1.0)
+    registry = FingerprintShard(config.near_dedup or 1.0)
     kept, first_by_id = [], {}
     for start in range(0, len(candidates), BATCH):
         unique = []
