@@ -201,7 +201,7 @@ def _read_ahead_policy():
     return ReadAhead
 
 
-def configure_ray_data(read_ahead_blocks: int = 64) -> None:
+def configure_ray_data(read_ahead_blocks: int = 64, whole_pool_first: bool = False) -> None:
     """Ray Data as a run uses it; an operator feeding another reads its tasks' outputs only while
     fewer than `read_ahead_blocks` blocks wait between the two."""
     import ray
@@ -210,9 +210,10 @@ def configure_ray_data(read_ahead_blocks: int = 64) -> None:
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     context.print_on_execution_start = False
-    # Start seeding only once every worker of the pool is up: otherwise the first actor to
-    # start takes all the early batches and, on a cluster, one node does the work of all.
-    context.wait_for_min_actors_s = 600
+    # On a cluster, seeding starts only once every worker of the pool is up: otherwise the first
+    # actor to start takes the early batches and one node does the work of all. On one node
+    # that does not matter, and not waiting lets the seed read start with the pool (seconds).
+    context.wait_for_min_actors_s = 600 if whole_pool_first else 0
     # Ray Data's backpressure is sized for large blocks; our blocks are a batch of seeds in and a
     # few kilobytes of results out, and its policies held back dispatch for over half a second
     # at a time (the teacher idle while seeds waited). The actor pool's task caps bound the

@@ -66,7 +66,7 @@ def run(workflow: WorkflowBase, *, source: SeedSource | None = None, curation: S
     source = source or workflow.seeds
     estimate = check_source(source)
     out.make_dirs()
-    _refuse_other_workflow(out, workflow)
+    committed = _committed_seeds(out, workflow)
     writer = ShardWriter(out, workflow.field_names, workflow.output.shard_rows, workflow.workflow_hash,
                          optional=workflow.record_columns)
     report = RunReport(out=out, status="done", summary={})
@@ -77,6 +77,9 @@ def run(workflow: WorkflowBase, *, source: SeedSource | None = None, curation: S
             probe(name, teacher, api_keys.get(name))
         prepare_validators(workflow)
         stack.enter_context(ray_session(address))
+        if committed:
+            log.info("resuming: %d seeds already committed in %s", committed, out)
+        estimate = max(0, estimate - committed)  # the source's seeds less those committed, about
         seeds = _stream_until_settled(workflow, source, estimate, api_keys, writer, out, report, progress_interval_s)
         if out.is_local:
             discard_staged(out.local / CACHE)  # writes of workers killed mid-run; the pool is gone now
@@ -105,13 +108,19 @@ def _add_costs(summary: dict, workflow: WorkflowBase) -> None:
     summary["cost_usd"] = round(sum(costs), 6) if costs else None
 
 
-def _refuse_other_workflow(out: Location, workflow: WorkflowBase) -> None:
-    hashes = {marker.get("workflow_hash") for marker in iter_markers(out)} - {None}
+def _committed_seeds(out: Location, workflow: WorkflowBase) -> int:
+    """How many seeds `out` holds committed; a run directory of another workflow is refused."""
+    hashes, committed = set(), 0
+    for marker in iter_markers(out):
+        hashes.add(marker.get("workflow_hash"))
+        committed += len(marker["seed_ids"])
+    hashes.discard(None)
     if hashes and hashes != {workflow.workflow_hash}:
         raise UserError(
             f"{out} holds shards of another version of workflow '{workflow.name}' "
             f"(hash {', '.join(sorted(hashes))}, now {workflow.workflow_hash}): use another --out, or delete it to start over"
         )
+    return committed
 
 
 def _with_live_teachers(workflow: WorkflowBase, out: Location, stack: contextlib.ExitStack) -> WorkflowBase:
@@ -149,8 +158,9 @@ def _stream_until_settled(workflow, source: SeedSource, estimate: int, api_keys,
         ledger = Ledger.start(out.uri, shards=max(1, len([n for n in ray.nodes() if n["Alive"]])))
         settled_before = report.processed
         try:
-            exhausted, pipeline_failed = _stream(workflow, source, estimate, ledger, api_keys, writer, out, report, interval_s)
-            committed, seeds = ledger.totals()
+            left = max(0, estimate - writer.committed_seeds)
+            exhausted, pipeline_failed = _stream(workflow, source, left, ledger, api_keys, writer, out, report, interval_s)
+            _, seeds = ledger.totals()
         finally:
             ledger.close()
         if round_number == 0:
@@ -164,17 +174,14 @@ def _stream_until_settled(workflow, source: SeedSource, estimate: int, api_keys,
 
 def _stream(workflow, source: SeedSource, estimate: int, ledger: Ledger, api_keys, writer: ShardWriter, out: Location,
             report: RunReport, interval_s: float) -> tuple[bool, bool]:
-    """Stream the seeds the ledger calls new through the worker pool; return whether the stream
-    ran to its end and whether the Ray pipeline itself failed."""
+    """Stream the seeds the ledger calls new (about `estimate`) through the worker pool; return
+    whether the stream ran to its end and whether the Ray pipeline itself failed. The ledger
+    loads the committed ids while the pool starts: the first claim waits for it, not the driver."""
     import ray
 
-    configure_ray_data()
+    configure_ray_data(whole_pool_first=len([node for node in ray.nodes() if node["Alive"]]) > 1)
     max_in_flight = max(t.max_in_flight for t in workflow.teachers.values())
     batch = workflow.runtime.batch_size(max_in_flight)
-    committed, _ = ledger.totals()
-    if committed and not report.processed:
-        log.info("resuming: %d seeds already committed in %s", committed, out)
-    estimate = max(0, estimate - committed)  # the source's seeds less those committed, about
     batches = max(1, math.ceil(estimate / batch))
     workers = min(workflow.runtime.workers or max(1, int(ray.cluster_resources().get("CPU", 1))), batches)
     # Each block is one batch; an actor runs this many at once on its event loop so that the

@@ -23,10 +23,14 @@ from synthgen.seeds.load import SeedCounts, batched, kept_seeds, source_path
 from synthgen.seeds.read import estimate_rows, read_files, seed_files
 
 SEEDS_COLUMN = "seeds"
+# Bytes of seed files one read task takes at least: a read task is a process to start (about a
+# second of CPU), and parsing this much takes less.
+READ_TASK_BYTES = 16 * 2**20
 
 
 class SeedFiles(Datasource):
-    """Read tasks over groups of a source's files, at most `readers` groups. Each yields one-row
+    """Read tasks over groups of a source's files, at most `readers` groups and one per
+    READ_TASK_BYTES of files. Each yields one-row
     blocks, a row holding a batch of seeds (`encode_seeds`): a block is what a worker runs at
     once, and Ray Data reshapes blocks by bytes, never by rows, so a batch travels as one row of
     a dataset whose blocks are kept below a byte (`runtime.cluster.one_row_blocks`)."""
@@ -37,7 +41,8 @@ class SeedFiles(Datasource):
         self.lone = not Path(source.path).is_dir()
         files = seed_files(Path(source.path))
         ordered = source.limit is not None or source.near_dedup is not None
-        self.groups = [files] if ordered else _balanced(files, max(1, min(readers, len(files))))
+        size = sum(file.stat().st_size for file in files)
+        self.groups = [files] if ordered else _balanced(files, max(1, min(readers, len(files), -(-size // READ_TASK_BYTES))))
 
     def estimate_inmemory_data_size(self) -> int:
         return sum(file.stat().st_size for group in self.groups for file in group)

@@ -74,6 +74,7 @@ class ShardWriter:
         self._rejects: list[pa.Table] = []
         self._rows = 0
         self._seed_ids: list[str] = []
+        self.committed_seeds = 0  # by this writer
         self.last_commit = time.monotonic()
 
     def add(self, result: SeedResult) -> None:
@@ -142,6 +143,7 @@ class ShardWriter:
         }
         (self.out / COMMITS / f"{part}.json").write_text(json.dumps(marker))
         log.debug("committed %s: %d seeds, %d records, %d rejects", part, len(self._seed_ids), marker["records"], marker["rejects"])
+        self.committed_seeds += len(self._seed_ids)
         self._records, self._rejects, self._rows, self._seed_ids = [], [], 0, []
         self.last_commit = time.monotonic()
         return part
