@@ -210,9 +210,10 @@ def configure_ray_data(read_ahead_blocks: int = 64, whole_pool_first: bool = Fal
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     context.print_on_execution_start = False
-    # On a cluster, seeding starts only once every worker of the pool is up: otherwise the first
-    # actor to start takes the early batches and one node does the work of all. On one node
-    # that does not matter, and not waiting lets the seed read start with the pool (seconds).
+    # With `whole_pool_first`, seeding starts only once every worker of the pool is up: otherwise
+    # the first actor to start takes the early batches (on a cluster, one node does the work of
+    # all; with a batch API, seeds reach a step at different times and its requests go in more
+    # batches). Otherwise the seed read starts with the pool, seconds sooner.
     context.wait_for_min_actors_s = 600 if whole_pool_first else 0
     # Ray Data's backpressure is sized for large blocks; our blocks are a batch of seeds in and a
     # few kilobytes of results out, and its policies held back dispatch for over half a second

@@ -179,7 +179,8 @@ def _stream(workflow, source: SeedSource, estimate: int, ledger: Ledger, api_key
     loads the committed ids while the pool starts: the first claim waits for it, not the driver."""
     import ray
 
-    configure_ray_data(whole_pool_first=len([node for node in ray.nodes() if node["Alive"]]) > 1)
+    batch_api = any(t.mode == "batch" for t in workflow.teachers.values())
+    configure_ray_data(whole_pool_first=batch_api or len([node for node in ray.nodes() if node["Alive"]]) > 1)
     max_in_flight = max(t.max_in_flight for t in workflow.teachers.values())
     batch = workflow.runtime.batch_size(max_in_flight)
     batches = max(1, math.ceil(estimate / batch))

@@ -29,11 +29,11 @@ READ_TASK_BYTES = 16 * 2**20
 
 
 class SeedFiles(Datasource):
-    """Read tasks over groups of a source's files, at most `readers` groups and one per
-    READ_TASK_BYTES of files. Each yields one-row
-    blocks, a row holding a batch of seeds (`encode_seeds`): a block is what a worker runs at
-    once, and Ray Data reshapes blocks by bytes, never by rows, so a batch travels as one row of
-    a dataset whose blocks are kept below a byte (`runtime.cluster.one_row_blocks`)."""
+    """Read tasks over groups of a source's files: at most `readers` groups, and one per
+    READ_TASK_BYTES of files. Each yields one-row blocks, a row holding a batch of seeds
+    (`encode_seeds`): a block is what a worker runs at once, and Ray Data reshapes blocks by
+    bytes, never by rows, so a batch travels as one row of a dataset whose blocks are kept below
+    a byte (`runtime.cluster.one_row_blocks`)."""
 
     def __init__(self, source: SeedSource, ledger: Ledger, batch: int, readers: int):
         super().__init__()
