@@ -70,6 +70,13 @@ def ray_session(address: str | None = None) -> Iterator[None]:
         ray.shutdown()
 
 
+def alive_nodes() -> int:
+    """Nodes of the connected Ray cluster that are up (run-wide actors go one per node)."""
+    import ray
+
+    return max(1, sum(1 for node in ray.nodes() if node["Alive"]))
+
+
 def _kept_dir() -> Path:
     return Path(os.environ.get("RAY_TMPDIR") or tempfile.gettempdir()) / "synthgen-ray-kept"
 

@@ -26,7 +26,7 @@ from synthgen.engine.cache import discard_staged
 from synthgen.engine.embedded_teacher import EmbeddedTeacher
 from synthgen.engine.registry import prepare_validators
 from synthgen.engine.teacher import probe
-from synthgen.runtime.cluster import configure_ray_data, one_row_blocks, ray_session
+from synthgen.runtime.cluster import alive_nodes, configure_ray_data, one_row_blocks, ray_session
 from synthgen.runtime.lifeline import Driver
 from synthgen.runtime.ledger import Ledger
 from synthgen.runtime.limiter import create_limiter
@@ -64,7 +64,7 @@ def run(workflow: WorkflowBase, *, source: SeedSource | None = None, curation: S
     started = time.monotonic()
     out = Location.of(workflow.output.dir or "out")
     source = source or workflow.seeds
-    estimate = check_source(source)
+    sizes, estimate = check_source(source)
     out.make_dirs()
     committed = _committed_seeds(out, workflow)
     writer = ShardWriter(out, workflow.field_names, workflow.output.shard_rows, workflow.workflow_hash,
@@ -80,7 +80,7 @@ def run(workflow: WorkflowBase, *, source: SeedSource | None = None, curation: S
         if committed:
             log.info("resuming: %d seeds already committed in %s", committed, out)
         estimate = max(0, estimate - committed)  # the source's seeds less those committed, about
-        seeds = _stream_until_settled(workflow, source, estimate, api_keys, writer, out, report, progress_interval_s)
+        seeds = _stream_until_settled(workflow, source, sizes, estimate, api_keys, writer, out, report, progress_interval_s)
         if out.is_local:
             discard_staged(out.local / CACHE)  # writes of workers killed mid-run; the pool is gone now
     if seeds is not None:
@@ -145,21 +145,19 @@ def _sigterm_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
-def _stream_until_settled(workflow, source: SeedSource, estimate: int, api_keys, writer: ShardWriter, out: Location,
-                          report: RunReport, interval_s: float) -> SeedCounts | None:
+def _stream_until_settled(workflow, source: SeedSource, sizes: dict[Path, int], estimate: int, api_keys,
+                          writer: ShardWriter, out: Location, report: RunReport, interval_s: float) -> SeedCounts | None:
     """Stream the source's seeds not yet committed; when the pipeline fails (a worker process
     died: Ray Data stops the whole dataset on a lost task, and actor restarts are off, see
     below), stream again, as long as each round settles some. Return what reading the source
     came to, or None when no round read all of it."""
-    import ray
-
     for round_number in range(PIPELINE_ROUNDS):
         # The ledger's shards spread over the cluster with the ids they hold: one per node.
-        ledger = Ledger.start(out.uri, shards=max(1, len([n for n in ray.nodes() if n["Alive"]])))
+        ledger = Ledger.start(out.uri, shards=alive_nodes())
         settled_before = report.processed
         try:
             left = max(0, estimate - writer.committed_seeds)
-            exhausted, pipeline_failed = _stream(workflow, source, left, ledger, api_keys, writer, out, report, interval_s)
+            exhausted, pipeline_failed = _stream(workflow, source, sizes, left, ledger, api_keys, writer, out, report, interval_s)
             _, seeds = ledger.totals()
         finally:
             ledger.close()
@@ -172,15 +170,15 @@ def _stream_until_settled(workflow, source: SeedSource, estimate: int, api_keys,
     return None
 
 
-def _stream(workflow, source: SeedSource, estimate: int, ledger: Ledger, api_keys, writer: ShardWriter, out: Location,
-            report: RunReport, interval_s: float) -> tuple[bool, bool]:
+def _stream(workflow, source: SeedSource, sizes: dict[Path, int], estimate: int, ledger: Ledger, api_keys,
+            writer: ShardWriter, out: Location, report: RunReport, interval_s: float) -> tuple[bool, bool]:
     """Stream the seeds the ledger calls new (about `estimate`) through the worker pool; return
     whether the stream ran to its end and whether the Ray pipeline itself failed. The ledger
     loads the committed ids while the pool starts: the first claim waits for it, not the driver."""
     import ray
 
     batch_api = any(t.mode == "batch" for t in workflow.teachers.values())
-    configure_ray_data(whole_pool_first=batch_api or len([node for node in ray.nodes() if node["Alive"]]) > 1)
+    configure_ray_data(whole_pool_first=batch_api or alive_nodes() > 1)
     max_in_flight = max(t.max_in_flight for t in workflow.teachers.values())
     batch = workflow.runtime.batch_size(max_in_flight)
     batches = max(1, math.ceil(estimate / batch))
@@ -198,7 +196,7 @@ def _stream(workflow, source: SeedSource, estimate: int, ledger: Ledger, api_key
     shared_states = create_shared_states(workflow, out)
     # Read tasks take no CPU slot: the worker pool holds every slot, and reading is a small
     # share of a seed's work. How many files are read at once: as many as there are workers.
-    seed_files = SeedFiles(source, ledger, batch, readers=workers)
+    seed_files = SeedFiles(source, sizes, ledger, batch, readers=workers)
     # No actor restarts (a dead worker's seeds are streamed again by `_stream_until_settled`,
     # tested): with them allowed, Ray logs an error line on every run, because Ray Data keeps every actor's
     # constructor arguments in the object store (ray-project/ray#57733). `max_restarts=0` is the

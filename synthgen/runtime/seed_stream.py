@@ -35,36 +35,38 @@ class SeedFiles(Datasource):
     bytes, never by rows, so a batch travels as one row of a dataset whose blocks are kept below
     a byte (`runtime.cluster.one_row_blocks`)."""
 
-    def __init__(self, source: SeedSource, ledger: Ledger, batch: int, readers: int):
+    def __init__(self, source: SeedSource, sizes: dict[Path, int], ledger: Ledger, batch: int, readers: int):
+        """`sizes`: the source's files and their bytes (`check_source`)."""
         super().__init__()
-        self.source, self.ledger, self.batch = source, ledger, batch
+        self.source, self.sizes, self.ledger, self.batch = source, sizes, ledger, batch
         self.lone = not Path(source.path).is_dir()
-        files = seed_files(Path(source.path))
+        files = list(sizes)
         ordered = source.limit is not None or source.near_dedup is not None
-        size = sum(file.stat().st_size for file in files)
-        self.groups = [files] if ordered else _balanced(files, max(1, min(readers, len(files), -(-size // READ_TASK_BYTES))))
+        tasks = max(1, min(readers, len(files), -(-sum(sizes.values()) // READ_TASK_BYTES)))
+        self.groups = [files] if ordered else _balanced(sizes, tasks)
 
     def estimate_inmemory_data_size(self) -> int:
-        return sum(file.stat().st_size for group in self.groups for file in group)
+        return sum(self.sizes.values())
 
     def get_read_tasks(self, parallelism: int, per_task_row_limit: int | None = None, data_context=None) -> list[ReadTask]:
         return [
             ReadTask(
                 functools.partial(_read, group, owner, self.source, self.ledger, self.batch, self.lone),
-                BlockMetadata(num_rows=None, size_bytes=sum(f.stat().st_size for f in group), exec_stats=None,
+                BlockMetadata(num_rows=None, size_bytes=sum(self.sizes[f] for f in group), exec_stats=None,
                               input_files=[str(f) for f in group]),
             )
             for owner, group in enumerate(self.groups)
         ]
 
 
-def _balanced(files: list[Path], groups: int) -> list[list[Path]]:
-    """`files` in `groups` groups of about equal bytes (largest first, each to the lightest group)."""
+def _balanced(sizes: dict[Path, int], groups: int) -> list[list[Path]]:
+    """The files of `sizes` in `groups` groups of about equal bytes (largest first, each to the
+    lightest group)."""
     buckets: list[tuple[int, list[Path]]] = [(0, []) for _ in range(groups)]
-    for file in sorted(files, key=lambda f: f.stat().st_size, reverse=True):
+    for file in sorted(sizes, key=sizes.__getitem__, reverse=True):
         size, members = min(buckets, key=lambda bucket: bucket[0])
         buckets.remove((size, members))
-        buckets.append((size + file.stat().st_size, members + [file]))
+        buckets.append((size + sizes[file], members + [file]))
     return [sorted(members) for _, members in buckets if members]
 
 
@@ -92,10 +94,10 @@ def decode_seeds(batch: pa.Table) -> list[Seed]:
     return [Seed(**row) for text in batch.column(SEEDS_COLUMN).to_pylist() for row in json.loads(text)]
 
 
-def check_source(source: SeedSource) -> int:
+def check_source(source: SeedSource) -> tuple[dict[Path, int], int]:
     """Fail early, in the driver, on a source with no seed to read (a missing path, a lone file of
-    unknown format, nothing readable); return about how many seeds it holds. Reads until the
-    first seed, so a large source costs nothing here."""
+    unknown format, nothing readable); return its files with their bytes, and about how many
+    seeds it holds. Reads until the first seed, so a large source costs nothing here."""
     path = source_path(source)
     files = seed_files(path)
     counts = SeedCounts()
@@ -103,4 +105,4 @@ def check_source(source: SeedSource) -> int:
         counts.log_skipped()
         raise UserError(f"no seeds found in {path} (format {source.format}, {counts.skipped} unreadable)")
     rows = estimate_rows(files, source)
-    return rows if source.limit is None else min(rows, source.limit)
+    return {file: file.stat().st_size for file in files}, rows if source.limit is None else min(rows, source.limit)

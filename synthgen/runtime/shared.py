@@ -12,6 +12,7 @@ import ray
 
 from synthgen.config.workflow import WorkflowBase
 from synthgen.engine.registry import shared_state, validator_kind
+from synthgen.runtime.cluster import alive_nodes
 from synthgen.storage.layout import DATA, committed_files
 from synthgen.storage.location import Location
 
@@ -48,7 +49,7 @@ class ActorState:
 def create_shared_states(workflow: WorkflowBase, out: Location) -> dict[str, list[Any]]:
     """The shard actors of each validator that keeps run-wide state, loaded with the committed
     records; spread over the nodes."""
-    shards = workflow.runtime.state_shards or max(1, len([node for node in ray.nodes() if node["Alive"]]))
+    shards = workflow.runtime.state_shards or alive_nodes()
     actors = {
         name: [SharedStateActor.options(scheduling_strategy="SPREAD").remote(spec, shard, shards) for shard in range(shards)]
         for name, spec in workflow.validators.items() if validator_kind(spec).shared is not None
